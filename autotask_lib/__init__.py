@@ -1,0 +1,38 @@
+"""AutoTask: a task-aware multi-faceted single model for multi-task ads relevance.
+
+A reproduction of Guo, Damani and Chang (arXiv 2407.06549): the two-facet model,
+the multi-task DNN baseline, two-stage training, per-scenario metrics, an
+experiment cache and the figures of the book.
+"""
+
+from .baseline import BaselineConfig, MultiTaskDNN
+from .data import (
+    PreparedData,
+    Standardizer,
+    TaskTensors,
+    frame_to_tensors,
+    gather_blocks,
+    group_blocks,
+    prepare,
+    random_blocks,
+)
+from .metrics import UndefinedMetricWarning, scenario_metrics, summarise
+from .model import AutoTask, AutoTaskConfig, count_parameters
+from .paper import paper_table, paper_tables
+from .profiles import PROFILES, Profile, get_profile
+from .train import (
+    TrainConfig,
+    predict_autotask,
+    predict_baseline,
+    soft_bce_with_logits,
+    train_two_stage,
+)
+
+__all__ = [
+    "AutoTask", "AutoTaskConfig", "BaselineConfig", "MultiTaskDNN", "PROFILES",
+    "PreparedData", "Profile", "Standardizer", "TaskTensors", "TrainConfig",
+    "UndefinedMetricWarning", "count_parameters", "frame_to_tensors",
+    "gather_blocks", "get_profile", "group_blocks", "paper_table", "paper_tables",
+    "predict_autotask", "predict_baseline", "prepare", "random_blocks",
+    "scenario_metrics", "soft_bce_with_logits", "summarise", "train_two_stage",
+]

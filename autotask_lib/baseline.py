@@ -1,0 +1,112 @@
+"""The multi-task DNN baseline of paper section 4.2.1.
+
+Shared fully connected layers feed one branch per seen scenario, trained on that
+scenario's rows only, and a general branch trained on the rows of every
+scenario. Unseen scenarios have no branch of their own and are scored by the
+general branch. The baseline reads the features without the task-ID column: a
+scenario reaches it only through the branch that scores the row.
+
+Shape letters: ``B`` rows, ``p`` features without the task ID (p = d - 1),
+``S`` seen scenarios (one branch each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """Architecture of the multi-task DNN baseline."""
+
+    d: int = 24  # columns of the input rows, the task-ID column (last) included
+    num_tasks: int = 10  # task slots: seen scenarios have IDs 1..num_tasks-1
+    shared: tuple[int, ...] = (256, 128)  # widths of the shared layers
+    branch: tuple[int, ...] = (64,)  # hidden widths of every branch
+    dropout: float = 0.0  # dropout after each hidden layer
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.d, int) or self.d < 2:
+            raise ValueError(f"d must be an integer of at least 2; got {self.d!r}")
+        if not isinstance(self.num_tasks, int) or self.num_tasks < 2:
+            raise ValueError(
+                f"num_tasks must be an integer of at least 2; got {self.num_tasks!r}"
+            )
+        for name in ("shared", "branch"):
+            widths = getattr(self, name)
+            if not widths or any(int(w) < 1 for w in widths):
+                raise ValueError(
+                    f"{name} must be a non-empty tuple of positive widths; "
+                    f"got {widths!r}"
+                )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
+
+
+def _mlp(widths: list[int], dropout: float, last_linear: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if not (last_linear and i == len(widths) - 2):
+            layers += [nn.ReLU(), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
+
+
+class MultiTaskDNN(nn.Module):
+    """Shared-bottom DNN with a general branch and one branch per seen scenario."""
+
+    def __init__(self, cfg: BaselineConfig | None = None):
+        super().__init__()
+        self.cfg = cfg if cfg is not None else BaselineConfig()
+        c = self.cfg
+        p = c.d - 1
+        self.shared = _mlp([p, *c.shared], c.dropout, last_linear=False)
+        head = [c.shared[-1], *c.branch, 1]
+        self.general = _mlp(head, c.dropout, last_linear=True)
+        self.branches = nn.ModuleList(
+            _mlp(head, c.dropout, last_linear=True) for _ in range(c.num_tasks - 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of the general branch and of every scenario branch.
+
+        Parameters
+        ----------
+        x : tensor of shape (B, d)
+            Standardised features with the task ID as the last column (ignored
+            here: the baseline does not read it).
+
+        Returns
+        -------
+        general : tensor of shape (B,)
+            The general branch's logits.
+        specific : tensor of shape (B, S)
+            Each seen scenario branch's logits; column ``i`` is task ID ``i + 1``.
+        """
+        if x.shape[-1] != self.cfg.d:
+            raise ValueError(f"x must have d={self.cfg.d} columns; got {x.shape[-1]}")
+        h = self.shared(x[:, :-1])  # (B, shared[-1])
+        general = self.general(h).squeeze(-1)  # (B,)
+        specific = torch.cat([b(h) for b in self.branches], dim=-1)  # (B, S)
+        return general, specific
+
+    def own_branch_logits(
+        self, specific: torch.Tensor, task_id: torch.Tensor
+    ) -> torch.Tensor:
+        """Pick each row's own scenario branch; rows of task ID 0 get NaN.
+
+        Parameters
+        ----------
+        specific : tensor of shape (B, S)
+        task_id : long tensor of shape (B,)
+
+        Returns
+        -------
+        tensor of shape (B,)
+        """
+        idx = (task_id - 1).clamp(min=0)
+        out = specific.gather(1, idx[:, None]).squeeze(1)  # (B,)
+        return torch.where(task_id > 0, out, torch.full_like(out, float("nan")))

@@ -1,0 +1,256 @@
+"""Two-stage training and scoring (paper section 4.1.2).
+
+Stage 1 fits teacher soft labels on the large initial training split; stage 2
+fine-tunes on binary LLM labels. Both use Adam at lr 6e-4 and binary cross
+entropy on logits. Training batches are random mixtures of scenarios cut into
+blocks of ``t`` rows (section 3.3); scoring blocks hold one query's candidates,
+so the model sees one scenario at a time (section 3.1).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .baseline import MultiTaskDNN
+from .data import TaskTensors, gather_blocks, group_blocks, random_blocks
+from .model import AutoTask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained; saved beside every result."""
+
+    lr: float = 6e-4  # Adam learning rate (paper section 4.1.2)
+    batch_size: int = 512  # rows per step, a multiple of the block length
+    epochs_teacher: int = 2  # stage 1 epochs on teacher soft labels (paper: 30)
+    epochs_llm: int = 3  # stage 2 epochs on LLM labels (paper: 45)
+    weight_decay: float = 0.0  # Adam weight decay (the paper gives none)
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive; got {self.lr!r}")
+        for name in ("batch_size",):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer; got {v!r}")
+        for name in ("epochs_teacher", "epochs_llm"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer; got {v!r}")
+        if self.weight_decay < 0:
+            raise ValueError(
+                f"weight_decay must be non-negative; got {self.weight_decay!r}"
+            )
+
+
+def soft_bce_with_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross entropy on logits, for soft or hard targets in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If shapes differ or a target lies outside [0, 1].
+    """
+    if logits.shape != target.shape:
+        raise ValueError(
+            f"logits and target must have the same shape; got {tuple(logits.shape)} "
+            f"and {tuple(target.shape)}"
+        )
+    if target.numel() and not bool(((target >= 0) & (target <= 1)).all()):
+        raise ValueError(
+            f"target must lie in [0, 1]; got values from {target.min().item()} "
+            f"to {target.max().item()}"
+        )
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+# ---------------------------------------------------------------------------
+# The losses of the two models on one batch of blocks
+# ---------------------------------------------------------------------------
+
+
+def _autotask_loss(model: AutoTask, xb, yb, valid) -> torch.Tensor:
+    logits = model(xb, valid)  # (b', t)
+    return soft_bce_with_logits(logits[valid], yb[valid])
+
+
+def _baseline_loss(model: MultiTaskDNN, xb, yb, valid) -> torch.Tensor:
+    x, y = xb[valid], yb[valid]  # (B, d), (B,)
+    general, specific = model(x)
+    task_id = x[:, -1].long()
+    seen = task_id > 0
+
+    # The general branch learns from every row, each scenario branch from its
+    # own scenario's rows; the shared layers learn from both.
+    loss = soft_bce_with_logits(general, y)
+    if seen.any():
+        own = model.own_branch_logits(specific[seen], task_id[seen])
+        loss = loss + soft_bce_with_logits(own, y[seen])
+    return loss
+
+
+def _loss_fn(model: nn.Module):
+    if isinstance(model, AutoTask):
+        return _autotask_loss
+    if isinstance(model, MultiTaskDNN):
+        return _baseline_loss
+    raise TypeError(f"model must be AutoTask or MultiTaskDNN; got {type(model).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+
+
+def _block_len(model: nn.Module) -> int:
+    return model.cfg.block_len if isinstance(model, AutoTask) else 1
+
+
+def train_two_stage(
+    model: nn.Module,
+    teacher: TaskTensors,
+    llm: TaskTensors,
+    cfg: TrainConfig,
+    seed: int,
+    *,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train ``model`` on teacher soft labels, then fine-tune on LLM labels.
+
+    Parameters
+    ----------
+    model : AutoTask or MultiTaskDNN
+    teacher, llm : TaskTensors
+        The teacher-labelled and the LLM-labelled training splits.
+    cfg : TrainConfig
+    seed : int
+        Seeds the shuffling; seed the model's initialisation before building it.
+    progress : bool
+        Show a progress bar over steps.
+
+    Returns
+    -------
+    DataFrame
+        One row per epoch: stage, epoch, mean training loss, rows per second.
+    """
+    if len(teacher) == 0 or len(llm) == 0:
+        raise ValueError("teacher and llm splits must both hold rows")
+    loss_fn = _loss_fn(model)
+    t = _block_len(model)
+    if cfg.batch_size % t:
+        raise ValueError(
+            f"batch_size must be a multiple of the block length {t}; "
+            f"got {cfg.batch_size}"
+        )
+    stages = [("teacher", teacher, cfg.epochs_teacher), ("llm", llm, cfg.epochs_llm)]
+    total = sum(-(-len(s) // cfg.batch_size) * e for _, s, e in stages)
+    bar = tqdm(total=total, desc=f"training {type(model).__name__}",
+               disable=not progress, unit="step", mininterval=1.0)
+    history = []
+    model.train()
+    for stage_no, (stage, split, epochs) in enumerate(stages):
+        # Stage 2 is a fine-tuning run with a fresh optimiser.
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr,
+                               weight_decay=cfg.weight_decay)
+        for epoch in range(epochs):
+            gen = torch.Generator().manual_seed(
+                int(seed) * 1_000_003 + stage_no * 1_009 + epoch
+            )
+            order = torch.randperm(len(split), generator=gen).numpy()
+            start, losses, weights = time.perf_counter(), [], []
+            for lo in range(0, len(split), cfg.batch_size):
+                # Random mixed-scenario blocks of t rows (paper section 3.3).
+                blocks = random_blocks(order[lo: lo + cfg.batch_size], t)
+                xb, valid = gather_blocks(split.x, blocks)  # (b', t, d), (b', t)
+                yb = split.target[torch.from_numpy(blocks).clamp(min=0)]  # (b', t)
+
+                loss = loss_fn(model, xb, yb, valid)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+                losses.append(loss.item())
+                weights.append(int(valid.sum()))
+                bar.update(1)
+            seconds = time.perf_counter() - start
+            history.append({
+                "stage": stage, "epoch": epoch + 1,
+                "loss": float(np.average(losses, weights=weights)),
+                "rows_per_s": len(split) / seconds,
+            })
+            bar.set_postfix(stage=stage, loss=f"{history[-1]['loss']:.4f}")
+            log.info("%s epoch %d: loss %.4f", stage, epoch + 1, history[-1]["loss"])
+    bar.close()
+    model.eval()
+    return pd.DataFrame(history)
+
+
+# ---------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def predict_autotask(
+    model: AutoTask, split: TaskTensors, *, block_len: int | None = None,
+    batch_blocks: int = 512,
+) -> np.ndarray:
+    """Relevance probabilities, scoring each query's candidates as one block.
+
+    Parameters
+    ----------
+    model : AutoTask
+    split : TaskTensors
+    block_len : int, optional
+        Longest block; ``model.cfg.block_len`` when omitted, 1 scores every row
+        alone.
+    batch_blocks : int
+        Blocks per forward pass.
+
+    Returns
+    -------
+    float ndarray of shape (n,)
+    """
+    t = model.cfg.block_len if block_len is None else block_len
+    blocks = group_blocks(split.query_id, t)  # (b', t)
+    model.eval()
+    out = np.full(len(split), np.nan, dtype=np.float32)
+    for lo in range(0, len(blocks), batch_blocks):
+        idx = blocks[lo: lo + batch_blocks]
+        xb, valid = gather_blocks(split.x, idx)
+        prob = torch.sigmoid(model(xb, valid))  # (b', t)
+        out[idx[valid.numpy()]] = prob[valid].numpy()
+    return out
+
+
+@torch.no_grad()
+def predict_baseline(
+    model: MultiTaskDNN, split: TaskTensors, *, batch_rows: int = 8192
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities of the general branch and of each row's own branch.
+
+    Returns
+    -------
+    general : float ndarray of shape (n,)
+    own : float ndarray of shape (n,)
+        The row's scenario branch; NaN for unseen scenarios (task ID 0).
+    """
+    model.eval()
+    general, own = [], []
+    for lo in range(0, len(split), batch_rows):
+        x = split.x[lo: lo + batch_rows]
+        g, s = model(x)
+        general.append(torch.sigmoid(g))
+        own.append(torch.sigmoid(model.own_branch_logits(s, x[:, -1].long())))
+    return torch.cat(general).numpy(), torch.cat(own).numpy()
