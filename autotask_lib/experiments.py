@@ -1,48 +1,90 @@
-"""The experiment runner and its on-disk cache.
+"""The experiment runner and its on-disk cache (DESIGN.md section 3).
 
-A run trains one model variant with one seed on one data set and scores the
-test split. Its result lives under ``artifacts/<profile>/runs/<key>/``, where
-the key hashes everything that can change it: the model kind and config, the
-training config, the seed, the data set's content fingerprint and the source of
-this library. A key that does not match is never read, so a notebook never
-shows a result computed by older code or on other data. A run is written into
-a temporary folder and renamed into place when complete: an interrupted run
-leaves nothing that a later one could mistake for a result.
+Two levels of results live under ``artifacts/<profile>/``:
 
-Each run folder holds ``model.safetensors`` (weights, loaded without
-unpickling), ``run.json`` (configs, key parts, training history) and
-``scores.parquet`` (one row per test row).
+* ``runs/<kind>-<key>/``: one trained model. It holds ``model.safetensors``
+  (weights, loaded without unpickling), ``run.json`` (configs, key parts,
+  training history) and ``scores.parquet`` (one row per calibration and test
+  row, with a ``split`` column), so that calibrators can be fitted later
+  without retraining.
+* ``experiments/<name>-<key>/``: a named experiment, several variants of
+  models over several seeds, as one tidy table ``results.parquet`` (columns
+  ``experiment, variant, seed, scenario, metric, value``), the test-row
+  bootstrap ``replicates.parquet`` and ``experiment.json``.
+
+Every key hashes everything that can change what it names: model kind and
+config, training config, seed, the data set's content fingerprint and the
+source of this library (and, for experiments, the variants, the metric
+settings and the versions of the numeric packages). A key that does not match
+is never read, so nothing shown was computed by older code or on other data.
+
+A result is written into a dot-prefixed temporary folder beside its place and
+renamed into place when complete, so an interrupted run leaves no half-written
+result; the temporary folders of processes that died are removed by later
+runs. A lock per key makes concurrent processes train a model once, and every
+training is recorded in ``runs/training_log.jsonl``, so a whole build can show
+that each model was trained exactly once (:func:`training_log`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
-from dataclasses import asdict, dataclass
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy
+import sklearn
 import torch
 from safetensors.torch import load_file, save_file
 
 import data_synth
 
 from .baseline import BaselineConfig, MultiTaskDNN
+from .calibration import METHODS as CALIBRATION_METHODS
+from .calibration import ScenarioCalibrator
 from .data import PreparedData, prepare
-from .metrics import scenario_metrics
+from .metrics import (HIGHER_IS_BETTER, bootstrap_scenario_metrics,
+                      reliability_curve, scenario_metrics, summarise)
 from .model import AutoTask, AutoTaskConfig
-from .profiles import Profile
+from .profiles import Profile, get_profile
 from .train import TrainConfig, predict_autotask, predict_baseline, train_two_stage
+
+try:  # POSIX file locks; elsewhere concurrent processes may train a model twice
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
 KINDS = {"autotask": (AutoTask, AutoTaskConfig), "baseline": (MultiTaskDNN,
                                                             BaselineConfig)}
+
+# Score columns of each kind of run; the first is the kind's main output.
+OUTPUTS = {"autotask": ("autotask",),
+           "baseline": ("baseline_general", "baseline_specific")}
+
+# Splits a run scores: calibration rows fit calibrators, test rows are reported.
+SCORED_SPLITS = ("calibration", "test")
+
+# A temporary folder older than this is stale whoever made it (a write takes
+# seconds).
+STALE_AFTER_S = 3600.0
+
+# What this process did with the cache: ("run" | "experiment", "trained" |
+# "loaded" | "computed", name) -> count.
+_EVENTS: Counter = Counter()
 
 
 # ---------------------------------------------------------------------------
@@ -70,47 +112,83 @@ def load_data(profile: Profile, *, progress: bool = False):
     )
 
 
-def library_source_hash() -> str:
-    """Hash of this library's Python source: any code change changes run keys."""
+def library_source_hash(folder: str | os.PathLike | None = None) -> str:
+    """Hash of this library's Python source: any code change changes every key.
+
+    Parameters
+    ----------
+    folder : path, optional
+        A folder of ``.py`` files to hash instead of this package's own.
+    """
+    folder = Path(__file__).parent if folder is None else Path(folder)
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in sorted(folder.glob("*.py")):
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
 
 
 # ---------------------------------------------------------------------------
-# One run
+# Atomic folders, stale temporaries, locks and the training log
 # ---------------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    """A trained model and its test scores."""
-
-    kind: str  # "autotask" or "baseline"
-    seed: int
-    key: str
-    model: torch.nn.Module
-    scores: pd.DataFrame  # scenario, label, query_id and one column per output
-    history: pd.DataFrame  # training loss per stage and epoch
-    folder: Path
+def _owner() -> str:
+    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
 
 
-def run_key(kind: str, model_cfg, train_cfg: TrainConfig, seed: int,
-            fingerprint: str) -> str:
-    """Hash of everything that determines a run's result."""
-    blob = json.dumps({
-        "kind": kind, "model": asdict(model_cfg), "train": asdict(train_cfg),
-        "seed": int(seed), "data": fingerprint, "src": library_source_hash(),
-        "torch": torch.__version__,
-    }, sort_keys=True, default=list)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[^.]+$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temporaries(parent: Path) -> list[str]:
+    """Remove temporary folders that interrupted writes left in ``parent``.
+
+    A temporary folder is dot-prefixed and names the host and process that
+    made it. It is stale when that process is gone from this host, or when it
+    is older than an hour whoever made it. Folders of live processes (a write
+    in progress) are left alone.
+
+    Returns
+    -------
+    list of str
+        Names of the removed folders.
+    """
+    removed = []
+    if not parent.is_dir():
+        return removed
+    host = _owner().rsplit("-", 1)[0]
+    for entry in parent.iterdir():
+        m = _TEMP.match(entry.name)
+        if not (m and entry.is_dir()):
+            continue
+        try:
+            age = time.time() - entry.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        dead = m["host"] == host and not _pid_alive(int(m["pid"]))
+        if dead or age > STALE_AFTER_S:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+            log.info("removed the stale temporary folder %s", entry.name)
+    return removed
 
 
 def _write_atomic_dir(folder: Path, write) -> None:
+    # Write into a temporary folder beside ``folder``, then rename it into place.
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{_owner()}.",
+                                dir=folder.parent))
     try:
         write(tmp)
         if folder.exists():  # a concurrent run finished first: same key, same data
@@ -122,20 +200,176 @@ def _write_atomic_dir(folder: Path, write) -> None:
         raise
 
 
+@contextlib.contextmanager
+def _key_lock(profile: Profile, name: str):
+    # Hold an exclusive lock on ``name`` while it is computed and written.
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    folder = artifacts_dir(profile) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _log_training(profile: Profile, record: dict) -> None:
+    # One JSON line per training, appended in a single write.
+    path = artifacts_dir(profile) / "runs" / "training_log.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def training_log(profile: Profile | str, *, current: bool = False) -> pd.DataFrame:
+    """Every training recorded under a profile's artifacts, oldest first.
+
+    Parameters
+    ----------
+    profile : Profile or str
+    current : bool
+        Keep only trainings by the current library source.
+
+    Returns
+    -------
+    DataFrame
+        ``run`` (folder name: kind and key), ``kind, seed, seconds,
+        finished`` (UTC time), ``pid`` and ``library_source``; empty when
+        nothing was trained.
+    """
+    path = artifacts_dir(profile) / "runs" / "training_log.jsonl"
+    columns = ["run", "kind", "seed", "seconds", "finished", "pid",
+               "library_source"]
+    if not path.exists():
+        return pd.DataFrame(columns=columns)
+    records = [json.loads(line) for line in path.read_text().splitlines() if line]
+    table = pd.DataFrame(records).reindex(columns=columns)
+    if current:
+        table = table[table["library_source"] == library_source_hash()]
+    return table.reset_index(drop=True)
+
+
+def cache_events() -> pd.DataFrame:
+    """What this process did with the cache so far.
+
+    Returns
+    -------
+    DataFrame
+        ``what`` (``run`` or ``experiment``), ``action`` (``trained``,
+        ``loaded`` or ``computed``), ``name`` and ``count``.
+    """
+    rows = [{"what": w, "action": a, "name": n, "count": c}
+            for (w, a, n), c in _EVENTS.items()]
+    return pd.DataFrame(rows, columns=["what", "action", "name", "count"])
+
+
+def cache_summary(profile: Profile | str | None = None) -> str:
+    """A few sentences on the cache, for a notebook to show.
+
+    They count the models this process trained and loaded and the experiment
+    tables it computed and loaded; with ``profile``, they also say how many
+    distinct models the current library source has trained under that
+    profile's artifacts, and whether any of them was trained more than once.
+    """
+    ev = cache_events()
+
+    def count(what: str, action: str) -> int:
+        return int(ev.loc[(ev["what"] == what) & (ev["action"] == action),
+                          "count"].sum())
+
+    text = (f"This process trained {count('run', 'trained')} model(s) and "
+            f"loaded {count('run', 'loaded')} from the cache; it computed "
+            f"{count('experiment', 'computed')} experiment table(s) and "
+            f"loaded {count('experiment', 'loaded')}.")
+    if profile is None:
+        return text
+    name = profile if isinstance(profile, str) else profile.name
+    counts = training_log(profile, current=True)["run"].value_counts()
+    twice = counts[counts > 1]
+    text += (f" With the current library source, {len(counts)} distinct "
+             f"model(s) have been trained under the `{name}` profile's "
+             f"artifacts, ")
+    if twice.empty:
+        return text + "each exactly once."
+    return text + f"{len(twice)} of them more than once: {list(twice.index)}."
+
+
+# ---------------------------------------------------------------------------
+# One run: a trained model and its scores
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """A trained model and its scores on the calibration and test splits."""
+
+    kind: str  # "autotask" or "baseline"
+    seed: int  # the model seed: initialisation and shuffles
+    key: str  # hash of everything that determines the run
+    model: torch.nn.Module  # the trained model, in eval mode
+    scores: pd.DataFrame  # test rows: scenario, query_id, label, one column an output
+    history: pd.DataFrame  # training loss per stage and epoch
+    folder: Path  # where the run is stored
+    calib_scores: pd.DataFrame  # the same columns for the calibration rows
+
+
+def run_key(kind: str, model_cfg, train_cfg: TrainConfig, seed: int,
+            fingerprint: str, *, src: str | None = None) -> str:
+    """Hash of everything that determines a run's result.
+
+    ``src`` is the library source hash, computed now when omitted.
+    """
+    src = library_source_hash() if src is None else src
+    blob = json.dumps({
+        "kind": kind, "model": asdict(model_cfg), "train": asdict(train_cfg),
+        "seed": int(seed), "data": fingerprint, "src": src,
+        "torch": torch.__version__,
+    }, sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def _score(kind: str, model, prepared: PreparedData) -> pd.DataFrame:
-    test = prepared["test"]
-    scores = pd.DataFrame({
-        "scenario": test.scenario,
-        "query_id": test.query_id,
-        "label": test.target.numpy().astype(np.int64),
-    })
-    if kind == "autotask":
-        scores["autotask"] = predict_autotask(model, test)
-    else:
-        general, own = predict_baseline(model, test)
-        scores["baseline_general"] = general
-        scores["baseline_specific"] = own
-    return scores
+    frames = []
+    for split in SCORED_SPLITS:
+        rows = prepared[split]
+        scores = pd.DataFrame({
+            "split": split,
+            "scenario": rows.scenario,
+            "query_id": rows.query_id,
+            "label": rows.target.numpy().astype(np.int64),
+        })
+        if kind == "autotask":
+            scores["autotask"] = predict_autotask(model, rows)
+        else:
+            general, own = predict_baseline(model, rows)
+            scores["baseline_general"] = general
+            scores["baseline_specific"] = own
+        frames.append(scores)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _split_scores(scores: pd.DataFrame, split: str) -> pd.DataFrame:
+    part = scores[scores["split"] == split].drop(columns="split")
+    return part.reset_index(drop=True)
+
+
+def _check_kind_and_config(kind: str, model_cfg) -> tuple:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}; got {kind!r}")
+    model_cls, cfg_cls = KINDS[kind]
+    if not isinstance(model_cfg, cfg_cls):
+        raise TypeError(
+            f"model_cfg for kind {kind!r} must be a {cfg_cls.__name__}; "
+            f"got {type(model_cfg).__name__}"
+        )
+    return model_cls, cfg_cls
 
 
 def fit_and_score(
@@ -146,9 +380,11 @@ def fit_and_score(
     *,
     data=None,
     prepared: PreparedData | None = None,
+    train_cfg: TrainConfig | None = None,
     progress: bool = True,
 ) -> Run:
-    """Train a model with one seed and score the test split, through the cache.
+    """Train a model with one seed and score the calibration and test splits,
+    through the cache.
 
     Parameters
     ----------
@@ -160,47 +396,67 @@ def fit_and_score(
         Seeds the model's initialisation and the training shuffles.
     data, prepared : optional
         The profile's data set and its tensors, to avoid reloading them.
+    train_cfg : TrainConfig, optional
+        Overrides the profile's training config.
     progress : bool
         Show a progress bar while training.
 
     Returns
     -------
     Run
+
+    Raises
+    ------
+    ValueError
+        On an unknown kind.
+    TypeError
+        On a config that does not belong to the kind.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {sorted(KINDS)}; got {kind!r}")
-    model_cls, cfg_cls = KINDS[kind]
-    if not isinstance(model_cfg, cfg_cls):
-        raise TypeError(
-            f"model_cfg for kind {kind!r} must be a {cfg_cls.__name__}; "
-            f"got {type(model_cfg).__name__}"
-        )
+    model_cls, _ = _check_kind_and_config(kind, model_cfg)
+    train_cfg = profile.train if train_cfg is None else train_cfg
     if prepared is None:
         prepared = prepare(data if data is not None else load_data(profile))
-    key = run_key(kind, model_cfg, profile.train, seed, prepared.fingerprint)
-    folder = artifacts_dir(profile) / "runs" / f"{kind}-{key}"
+    src = library_source_hash()
+    key = run_key(kind, model_cfg, train_cfg, seed, prepared.fingerprint, src=src)
+    runs_dir = artifacts_dir(profile) / "runs"
+    folder = runs_dir / f"{kind}-{key}"
+    clean_stale_temporaries(runs_dir)
 
-    if (folder / "run.json").exists():
-        log.info("loading cached run %s", folder.name)
-        meta = json.loads((folder / "run.json").read_text())
-        model = model_cls(model_cfg)
-        model.load_state_dict(load_file(folder / "model.safetensors"))
-        model.eval()
-        return Run(kind, seed, key, model,
-                   pd.read_parquet(folder / "scores.parquet"),
-                   pd.DataFrame(meta["history"]), folder)
+    if not (folder / "run.json").exists():
+        with _key_lock(profile, folder.name):
+            if not (folder / "run.json").exists():  # nobody finished it meanwhile
+                return _train_and_store(kind, model_cls, model_cfg, train_cfg,
+                                        profile, seed, key, src, prepared,
+                                        folder, progress)
 
+    log.info("loading cached run %s", folder.name)
+    _EVENTS["run", "loaded", folder.name] += 1
+    meta = json.loads((folder / "run.json").read_text())
+    model = model_cls(model_cfg)
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    model.eval()
+    scores = pd.read_parquet(folder / "scores.parquet")
+    return Run(kind, seed, key, model, _split_scores(scores, "test"),
+               pd.DataFrame(meta["history"]), folder,
+               _split_scores(scores, "calibration"))
+
+
+def _train_and_store(kind, model_cls, model_cfg, train_cfg, profile, seed, key,
+                     src, prepared, folder, progress) -> Run:
+    # Train, score both splits, write the run atomically and log the training.
+    log.info("training run %s (seed %d)", folder.name, seed)
+    start = time.perf_counter()
     torch.manual_seed(seed)
     model = model_cls(model_cfg)
     history = train_two_stage(
-        model, prepared["teacher_train"], prepared["llm_train"], profile.train,
+        model, prepared["teacher_train"], prepared["llm_train"], train_cfg,
         seed, progress=progress,
     )
     scores = _score(kind, model, prepared)
     meta = {
         "kind": kind, "seed": seed, "key": key, "model_config": asdict(model_cfg),
-        "train_config": asdict(profile.train), "data_fingerprint":
-        prepared.fingerprint, "library_source": library_source_hash(),
+        "train_config": asdict(train_cfg), "data_fingerprint":
+        prepared.fingerprint, "library_source": src,
         "torch": torch.__version__, "history": history.to_dict("records"),
     }
 
@@ -211,12 +467,22 @@ def fit_and_score(
         (tmp / "run.json").write_text(json.dumps(meta, indent=2, default=list))
 
     _write_atomic_dir(folder, write)
-    return Run(kind, seed, key, model, scores, history, folder)
+    seconds = time.perf_counter() - start
+    _log_training(profile, {
+        "run": folder.name, "kind": kind, "seed": int(seed),
+        "seconds": round(seconds, 1), "pid": os.getpid(),
+        "library_source": meta["library_source"],
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
+    _EVENTS["run", "trained", folder.name] += 1
+    log.info("trained run %s in %.1f s", folder.name, seconds)
+    return Run(kind, seed, key, model, _split_scores(scores, "test"), history,
+               folder, _split_scores(scores, "calibration"))
 
 
 def run_metrics(run: Run, output: str, model_name: str | None = None,
                 scenarios=None) -> pd.DataFrame:
-    """Tidy per-scenario metrics of one output column of a run.
+    """Tidy per-scenario metrics of one output column of a run's test scores.
 
     Returns
     -------
@@ -226,8 +492,7 @@ def run_metrics(run: Run, output: str, model_name: str | None = None,
     if output not in run.scores.columns:
         raise ValueError(
             f"output must be a score column of the run, one of "
-            f"{[c for c in run.scores.columns if c not in ('scenario', 'query_id', 'label')]}; "
-            f"got {output!r}"
+            f"{list(OUTPUTS[run.kind])}; got {output!r}"
         )
     s = run.scores
     keep = s[output].notna().to_numpy()
@@ -238,3 +503,457 @@ def run_metrics(run: Run, output: str, model_name: str | None = None,
     table.insert(0, "seed", run.seed)
     table.insert(0, "model", model_name or output)
     return table
+
+
+# ---------------------------------------------------------------------------
+# Calibrated scores of one output of a run
+# ---------------------------------------------------------------------------
+
+
+def fit_calibrator(run: Run, output: str, method: str) -> ScenarioCalibrator:
+    """Per-scenario calibrator of one output, fitted on the run's calibration rows.
+
+    Rows whose score is NaN (a task-specific branch has none for unseen
+    scenarios) are left out; scenarios absent from the calibration split
+    (the unseen ones) get no calibrator.
+
+    Raises
+    ------
+    ValueError
+        On an unknown output or method.
+    """
+    _check_output(run, output)
+    cal = run.calib_scores
+    keep = cal[output].notna().to_numpy()
+    return ScenarioCalibrator(method).fit(
+        cal["label"].to_numpy()[keep], cal[output].to_numpy()[keep],
+        cal["scenario"].to_numpy()[keep],
+    )
+
+
+def _check_output(run: Run, output: str) -> None:
+    if output not in OUTPUTS[run.kind]:
+        raise ValueError(
+            f"output must be one of {list(OUTPUTS[run.kind])} for a "
+            f"{run.kind} run; got {output!r}"
+        )
+
+
+def scored_rows(run: Run, output: str, calibration: str | None = None,
+                split: str = "test") -> pd.DataFrame:
+    """One output of a run on one split, calibrated per scenario if asked.
+
+    Parameters
+    ----------
+    run : Run
+    output : str
+        A score column of the run (see ``OUTPUTS``).
+    calibration : {None, "platt", "isotonic"}
+        Fitted on the run's calibration rows, per scenario; scenarios without
+        calibration rows keep their uncalibrated scores.
+    split : {"test", "calibration"}
+
+    Returns
+    -------
+    DataFrame
+        The rows whose score is defined: ``scenario, label, y_prob`` (the
+        probability), ``y_rank`` (a score that ranks exactly as the
+        calibrated probability would with unlimited precision: the calibrated
+        logit for Platt scaling, otherwise ``y_prob``) and ``calibrated``
+        (whether the row's scenario had a calibrator).
+    """
+    _check_output(run, output)
+    if calibration is not None and calibration not in CALIBRATION_METHODS:
+        raise ValueError(
+            f"calibration must be None or one of {list(CALIBRATION_METHODS)}; "
+            f"got {calibration!r}"
+        )
+    if split not in SCORED_SPLITS:
+        raise ValueError(f"split must be one of {list(SCORED_SPLITS)}; got {split!r}")
+    frame = run.scores if split == "test" else run.calib_scores
+    frame = frame[frame[output].notna()]
+    raw = frame[output].to_numpy()
+    out = pd.DataFrame({"scenario": frame["scenario"].to_numpy(),
+                        "label": frame["label"].to_numpy()})
+    if calibration is None:
+        out["y_prob"] = raw.astype(np.float64)
+        out["y_rank"] = raw.astype(np.float64)
+        out["calibrated"] = False
+        return out
+    cal = fit_calibrator(run, output, calibration)
+    scen = out["scenario"].to_numpy()
+    out["y_prob"] = cal.transform(raw, scen)
+    out["y_rank"] = (cal.transform(raw, scen, logit=True)
+                     if calibration == "platt" else out["y_prob"])
+    out["calibrated"] = cal.is_calibrated(scen)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Named experiments
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model output in an experiment, optionally calibrated per scenario."""
+
+    kind: str  # "autotask" or "baseline": the model to train
+    model_cfg: AutoTaskConfig | BaselineConfig  # its architecture
+    output: str | None = None  # score column; None: the kind's main output
+    calibration: str | None = None  # None, "platt" or "isotonic"
+    train: TrainConfig | None = None  # None: the profile's training config
+
+    def __post_init__(self) -> None:
+        _check_kind_and_config(self.kind, self.model_cfg)
+        if self.output is None:
+            object.__setattr__(self, "output", OUTPUTS[self.kind][0])
+        if self.output not in OUTPUTS[self.kind]:
+            raise ValueError(
+                f"output must be one of {list(OUTPUTS[self.kind])} for kind "
+                f"{self.kind!r}; got {self.output!r}"
+            )
+        if self.calibration is not None and (
+            self.calibration not in CALIBRATION_METHODS
+        ):
+            raise ValueError(
+                f"calibration must be None or one of {list(CALIBRATION_METHODS)}; "
+                f"got {self.calibration!r}"
+            )
+        if self.train is not None and not isinstance(self.train, TrainConfig):
+            raise TypeError(
+                f"train must be a TrainConfig or None; got {type(self.train).__name__}"
+            )
+
+    def describe(self) -> dict:
+        """A JSON-ready description (configs as dicts)."""
+        d = asdict(self)
+        d["model_config_class"] = type(self.model_cfg).__name__
+        return d
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """What an experiment measures on every variant and seed."""
+
+    metrics: tuple[str, ...] = ("roc_auc", "pr_auc", "ece")  # per scenario
+    n_boot: int = 200  # bootstrap resamples of the test rows; 0: seeds only
+    boot_seed: int = 0  # seeds the resamples, shared by all variants and seeds
+    ece_bins: int = 15  # equal-width bins of the expected calibration error
+
+    def __post_init__(self) -> None:
+        metrics = tuple(self.metrics)
+        object.__setattr__(self, "metrics", metrics)
+        unknown = [m for m in metrics if m not in HIGHER_IS_BETTER]
+        if unknown or not metrics:
+            raise ValueError(
+                f"metrics must be a non-empty selection of {list(HIGHER_IS_BETTER)}; "
+                f"got {list(metrics)}"
+            )
+        for name in ("n_boot", "boot_seed"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer; got {v!r}")
+        if not isinstance(self.ece_bins, int) or self.ece_bins < 1:
+            raise ValueError(f"ece_bins must be a positive integer; got "
+                             f"{self.ece_bins!r}")
+
+
+RESULT_COLUMNS = ["experiment", "variant", "seed", "scenario", "metric", "value"]
+
+
+@dataclass
+class Experiment:
+    """The tidy results of a named experiment, and the way back to its runs."""
+
+    name: str  # the experiment's name
+    key: str  # hash of everything that determines the results
+    profile: Profile  # data, schedule and artifacts folder
+    variants: dict[str, Variant]  # variant name -> what it scores
+    seeds: tuple[int, ...]  # model seeds
+    config: ExperimentConfig  # metrics and bootstrap settings
+    results: pd.DataFrame  # experiment, variant, seed, scenario, metric, value
+    replicates: pd.DataFrame  # the same plus ``replicate``; empty without bootstrap
+    folder: Path  # where the tables are stored
+    prepared: PreparedData | None = field(default=None, repr=False)
+    _runs: dict = field(default_factory=dict, repr=False)
+
+    def run(self, variant: str, seed: int, *, progress: bool = False) -> Run:
+        """The trained run behind a variant and seed (from the cache)."""
+        v = self._variant(variant)
+        memo = (v.kind, _cfg_id(v), int(seed))
+        if memo not in self._runs:
+            if self.prepared is None:
+                self.prepared = prepare(load_data(self.profile))
+            self._runs[memo] = fit_and_score(
+                v.kind, v.model_cfg, self.profile, seed, prepared=self.prepared,
+                train_cfg=v.train, progress=progress)
+        return self._runs[memo]
+
+    def scores(self, variant: str, seed: int, split: str = "test") -> pd.DataFrame:
+        """A variant's (calibrated) scores on a split; see :func:`scored_rows`."""
+        v = self._variant(variant)
+        return scored_rows(self.run(variant, seed), v.output, v.calibration, split)
+
+    def calibrator(self, variant: str, seed: int) -> ScenarioCalibrator | None:
+        """The per-scenario calibrator of a variant and seed; None if uncalibrated."""
+        v = self._variant(variant)
+        if v.calibration is None:
+            return None
+        return fit_calibrator(self.run(variant, seed), v.output, v.calibration)
+
+    def reliability(self, variant: str, *, n_bins: int | None = None
+                    ) -> pd.DataFrame:
+        """Reliability curve of a variant per scenario, rows of all seeds pooled.
+
+        Parameters
+        ----------
+        variant : str
+        n_bins : int, optional
+            The experiment's ``ece_bins`` when omitted.
+
+        Returns
+        -------
+        DataFrame
+            ``variant, scenario`` and the columns of
+            :func:`autotask_lib.metrics.reliability_curve`.
+        """
+        n_bins = self.config.ece_bins if n_bins is None else n_bins
+        rows = pd.concat([self.scores(variant, s) for s in self.seeds])
+        curves = [
+            reliability_curve(g["label"], g["y_prob"], n_bins=n_bins).assign(
+                variant=variant, scenario=name)
+            for name, g in rows.groupby("scenario", sort=False)
+        ]
+        curves = pd.concat(curves, ignore_index=True)
+        return curves[["variant", "scenario",
+                       *[c for c in curves.columns
+                         if c not in ("variant", "scenario")]]]
+
+    def summary(self, *, rows: bool = True) -> pd.DataFrame:
+        """Mean and 95% interval per variant, scenario and metric.
+
+        With ``rows`` (and bootstrap replicates) the interval covers the test
+        rows as well as the seeds; see :func:`autotask_lib.metrics.summarise`.
+        """
+        reps = self.replicates if rows and len(self.replicates) else None
+        return summarise(self.results, by=("variant", "scenario", "metric"),
+                         replicates=reps)
+
+    def _variant(self, variant: str) -> Variant:
+        if variant not in self.variants:
+            raise ValueError(
+                f"variant must be one of {list(self.variants)}; got {variant!r}"
+            )
+        return self.variants[variant]
+
+
+def _cfg_id(v: Variant) -> str:
+    # Names a model: variants with the same id share its runs.
+    return json.dumps([v.kind, asdict(v.model_cfg), None if v.train is None
+                       else asdict(v.train)], sort_keys=True, default=list)
+
+
+def _as_variant(name: str, spec) -> Variant:
+    if isinstance(spec, Variant):
+        return spec
+    if isinstance(spec, tuple) and 2 <= len(spec) <= 4:
+        return Variant(*spec)
+    raise TypeError(
+        f"variants[{name!r}] must be a Variant or a tuple (kind, model_cfg"
+        f"[, output[, calibration]]); got {type(spec).__name__}"
+    )
+
+
+def _check_name(name) -> str:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+        raise ValueError(
+            "name must be a non-empty string of letters, digits, '_' and '-'; "
+            f"got {name!r}"
+        )
+    return name
+
+
+def _check_seeds(seeds) -> tuple[int, ...]:
+    seeds = tuple(seeds)
+    if not seeds or any(not isinstance(s, (int, np.integer)) or isinstance(s, bool)
+                        or s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(
+            f"seeds must be distinct non-negative integers, at least one; got "
+            f"{list(seeds)}"
+        )
+    return tuple(int(s) for s in seeds)
+
+
+def experiment_key(name: str, variants: dict[str, Variant], seeds, config:
+                   ExperimentConfig, run_keys: dict, *, src: str | None = None
+                   ) -> str:
+    """Hash of everything that determines an experiment's tables.
+
+    ``src`` is the library source hash, computed now when omitted.
+    """
+    src = library_source_hash() if src is None else src
+    blob = json.dumps({
+        "name": name,
+        "variants": {k: _as_variant(k, v).describe() for k, v in variants.items()},
+        "seeds": list(seeds), "config": asdict(config),
+        "runs": {f"{k[0]}|{k[1]}": v for k, v in sorted(run_keys.items())},
+        "src": src, "numpy": np.__version__,
+        "sklearn": sklearn.__version__, "scipy": scipy.__version__,
+        "pandas": pd.__version__,
+    }, sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _variant_tables(name: str, variant: str, v: Variant, run: Run,
+                    config: ExperimentConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    # Metrics (and bootstrap replicates) of one variant on one seed's test rows.
+    rows = scored_rows(run, v.output, v.calibration)
+    y, scen = rows["label"].to_numpy(), rows["scenario"].to_numpy()
+    rank = [m for m in config.metrics if m != "ece"]
+    parts, reps = [], []
+    for metrics, score in ((rank, rows["y_rank"]), (
+            [m for m in config.metrics if m == "ece"], rows["y_prob"])):
+        if not metrics:
+            continue
+        parts.append(scenario_metrics(y, score.to_numpy(), scen, metrics=metrics,
+                                      n_bins=config.ece_bins))
+        if config.n_boot:
+            reps.append(bootstrap_scenario_metrics(
+                y, score.to_numpy(), scen, metrics=metrics, n_boot=config.n_boot,
+                seed=config.boot_seed, n_bins=config.ece_bins))
+    table = pd.concat(parts, ignore_index=True)
+    table = table.assign(experiment=name, variant=variant, seed=run.seed)
+    rep = pd.DataFrame(columns=[*RESULT_COLUMNS[:-1], "replicate", "value"])
+    if reps:
+        rep = pd.concat(reps, ignore_index=True).assign(
+            experiment=name, variant=variant, seed=run.seed)
+        rep = rep[[*RESULT_COLUMNS[:-1], "replicate", "value"]]
+    return table[RESULT_COLUMNS], rep
+
+
+def run_experiment(
+    name: str,
+    variants: dict,
+    profile: Profile | None = None,
+    *,
+    seeds=None,
+    config: ExperimentConfig | None = None,
+    data=None,
+    prepared: PreparedData | None = None,
+    progress: bool = True,
+) -> Experiment:
+    """Train (or load) every variant's model with every seed and measure it.
+
+    Variants that share a model (same kind, config and training config)
+    share its runs: a baseline trained once serves both its general and its
+    task-specific output, raw and calibrated; and a model any notebook
+    trained before is loaded from the cache. The tidy table is cached too,
+    under a key of everything that determines it.
+
+    Parameters
+    ----------
+    name : str
+        The experiment's name, e.g. ``"table2"``; letters, digits, ``_``, ``-``.
+    variants : dict
+        Variant name -> :class:`Variant`, or a tuple ``(kind, model_cfg[,
+        output[, calibration]])``.
+    profile : Profile, optional
+        The profile ``AUTOTASK_PROFILE`` names when omitted.
+    seeds : sequence of int, optional
+        The profile's seeds when omitted.
+    config : ExperimentConfig, optional
+        Metrics and the test-row bootstrap.
+    data, prepared : optional
+        The profile's data set or its tensors, to avoid reloading them.
+    progress : bool
+        Show progress bars while training.
+
+    Returns
+    -------
+    Experiment
+        ``results``: one row per variant, seed, scenario and metric (columns
+        ``experiment, variant, seed, scenario, metric, value``);
+        ``replicates``: the same per bootstrap replicate.
+
+    Raises
+    ------
+    ValueError
+        On a bad name, no variants, bad seeds or a bad variant.
+    TypeError
+        On a variant that is neither a Variant nor a tuple.
+    """
+    name = _check_name(name)
+    if not isinstance(variants, dict) or not variants:
+        raise ValueError(
+            f"variants must be a non-empty dict of name -> Variant; got {variants!r}"
+        )
+    variants = {str(k): _as_variant(str(k), v) for k, v in variants.items()}
+    profile = get_profile() if profile is None else profile
+    seeds = _check_seeds(profile.seeds if seeds is None else seeds)
+    config = ExperimentConfig() if config is None else config
+    if prepared is None:
+        prepared = prepare(data if data is not None else load_data(profile))
+
+    # The runs every variant needs, keyed without training anything.
+    src = library_source_hash()
+    run_keys = {}
+    for v in variants.values():
+        for seed in seeds:
+            train_cfg = profile.train if v.train is None else v.train
+            run_keys[_cfg_id(v), seed] = run_key(v.kind, v.model_cfg, train_cfg,
+                                                 seed, prepared.fingerprint,
+                                                 src=src)
+    key = experiment_key(name, variants, seeds, config, run_keys, src=src)
+    exp_dir = artifacts_dir(profile) / "experiments"
+    folder = exp_dir / f"{name}-{key}"
+    experiment = Experiment(name, key, profile, variants, seeds, config,
+                            pd.DataFrame(columns=RESULT_COLUMNS),
+                            pd.DataFrame(columns=[*RESULT_COLUMNS, "replicate"]),
+                            folder, prepared)
+    clean_stale_temporaries(exp_dir)
+
+    if not (folder / "results.parquet").exists():
+        with _key_lock(profile, folder.name):
+            if not (folder / "results.parquet").exists():
+                _compute_experiment(experiment, progress)
+                return experiment
+    _EVENTS["experiment", "loaded", folder.name] += 1
+    log.info("loading cached experiment %s", folder.name)
+    experiment.results = pd.read_parquet(folder / "results.parquet")
+    experiment.replicates = pd.read_parquet(folder / "replicates.parquet")
+    return experiment
+
+
+def _compute_experiment(experiment: Experiment, progress: bool) -> None:
+    # Measure every variant on every seed, then write the tables atomically.
+    tables, reps = [], []
+    for seed in experiment.seeds:
+        for variant, v in experiment.variants.items():
+            run = experiment.run(variant, seed, progress=progress)
+            table, rep = _variant_tables(experiment.name, variant, v, run,
+                                         experiment.config)
+            tables.append(table)
+            reps.append(rep)
+    results = pd.concat(tables, ignore_index=True)
+    replicates = pd.concat(reps, ignore_index=True)
+    meta = {
+        "name": experiment.name, "key": experiment.key,
+        "profile": experiment.profile.name, "seeds": list(experiment.seeds),
+        "config": asdict(experiment.config),
+        "variants": {k: v.describe() for k, v in experiment.variants.items()},
+        "runs": sorted({r.folder.name for r in experiment._runs.values()}),
+        "library_source": sorted({json.loads((r.folder / "run.json").read_text())[
+            "library_source"] for r in experiment._runs.values()}),
+    }
+
+    def write(tmp: Path) -> None:
+        results.to_parquet(tmp / "results.parquet", index=False)
+        replicates.to_parquet(tmp / "replicates.parquet", index=False)
+        (tmp / "experiment.json").write_text(json.dumps(meta, indent=2,
+                                                        default=list))
+
+    _write_atomic_dir(experiment.folder, write)
+    _EVENTS["experiment", "computed", experiment.folder.name] += 1
+    experiment.results = results
+    experiment.replicates = replicates

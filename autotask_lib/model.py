@@ -11,6 +11,10 @@ Follows section 3 of the paper (Guo, Damani, Chang, arXiv 2407.06549):
 * fusion: the two representations are concatenated and mapped to a logit by
   linear layers.
 
+Every variant that the ablations of section 4.3 need is a field of
+:class:`AutoTaskConfig`, not a copy of the model. The default configuration is
+the paper's model.
+
 Shape letters used throughout this module:
 
     B   rows in a batch (B = b' * t)
@@ -20,6 +24,8 @@ Shape letters used throughout this module:
     N   task slots of the one-hot task ID (slot 0 means "unknown")
     e1  facet 1 embedding size per feature token
     e2  facet 2 embedding size per row token (d * e1 == e2)
+    w   width of one token before its embedding
+    H   attention heads
 """
 
 from __future__ import annotations
@@ -39,11 +45,38 @@ TASK_ID_MODES = ("encoding", "number", "none")
 ATTENTIONS = ("causal", "full")
 FUSIONS = ("concat", "sum")
 FACETS = ("both", "facet1", "facet2")
+FACET2_TASK_IDS = ("number", "encoding", "none")
+UNSEEN_ENCODINGS = ("slot", "zeros", "mean")
 
 
 @dataclass(frozen=True)
 class AutoTaskConfig:
-    """Architecture of one AutoTask variant; every ablation is a field here."""
+    """Architecture of one AutoTask variant; every ablation is a field here.
+
+    Notes
+    -----
+    The paper leaves four things open; each reading taken is a field, and the
+    defaults are the readings we take for the paper's model.
+
+    * How the task ID number is scaled (``task_id_scale``). The features are
+      standardised (section 4.1.2) but the task ID is placed in the row as is
+      (section 3.2). We divide it by the number of seen IDs, 9, so it lies in
+      [0, 1] like a flag; 1.0 gives the raw number.
+    * What facet 2 reads of the task ID (``facet2_task_id``). Section 4.3.1 says
+      the model uses "task ID number and task ID encoding" in both facets; we
+      read it as: facet 2 reads the rows as they are, the ID number in the last
+      column ("number"); "encoding" also appends the one-hot; "none" hides the
+      ID from facet 2.
+    * How the unknown task ID 0 of unseen scenarios is one-hot encoded
+      (``unseen_encoding``). "slot" gives it a slot of its own, as for any other
+      ID; as no training row has ID 0, that slot keeps its initial weights.
+      "zeros" encodes it as the all-zero vector (no scenario), "mean" as the
+      average of the seen scenarios' one-hot vectors.
+    * What "without token and position embeddings" means (``embeddings``,
+      section 4.3.2). With False, each facet maps its tokens to the embedding
+      size by a fixed random projection (drawn at initialisation, never
+      trained) and adds no position term, so every shape stays the same.
+    """
 
     d: int = 24  # features per row, the task-ID column (last) included
     num_tasks: int = 10  # one-hot width N: 9 seen scenarios plus slot 0, unknown
@@ -60,11 +93,16 @@ class AutoTaskConfig:
     attention: str = "causal"  # "causal" (paper) or "full" (ablation)
     fusion: str = "concat"  # "concat" (paper) or "sum" (ablation)
     facets: str = "both"  # "both" (paper), "facet1" or "facet2" alone
+    embeddings: bool = True  # learned token + position embeddings, or fixed ones
+    facet2_task_id: str = "number"  # facet 2's view of the ID in "encoding" mode
+    unseen_encoding: str = "slot"  # one-hot of ID 0: "slot", "zeros" or "mean"
 
     def __post_init__(self) -> None:
         for name, allowed in (("task_id_mode", TASK_ID_MODES),
                               ("attention", ATTENTIONS), ("fusion", FUSIONS),
-                              ("facets", FACETS)):
+                              ("facets", FACETS),
+                              ("facet2_task_id", FACET2_TASK_IDS),
+                              ("unseen_encoding", UNSEEN_ENCODINGS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"{name} must be one of {list(allowed)}; "
@@ -94,6 +132,26 @@ class AutoTaskConfig:
             raise ValueError(
                 f"task_id_scale must be positive; got {self.task_id_scale!r}"
             )
+        if not isinstance(self.embeddings, bool):
+            raise TypeError(
+                f"embeddings must be a bool; got {type(self.embeddings).__name__}"
+            )
+        # The two readings below only exist when there is a one-hot encoding;
+        # refusing them elsewhere keeps one config per distinct model.
+        if self.task_id_mode != "encoding":
+            for name, default in (("facet2_task_id", "number"),
+                                  ("unseen_encoding", "slot")):
+                if getattr(self, name) != default:
+                    raise ValueError(
+                        f"{name} applies only when task_id_mode='encoding'; "
+                        f"got {name}={getattr(self, name)!r} with "
+                        f"task_id_mode={self.task_id_mode!r}"
+                    )
+        if self.unseen_encoding == "mean" and self.num_tasks < 2:
+            raise ValueError(
+                "unseen_encoding='mean' needs at least one seen slot "
+                f"(num_tasks >= 2); got num_tasks={self.num_tasks}"
+            )
 
 
 # ---------------------------------------------------------------------------
@@ -102,7 +160,19 @@ class AutoTaskConfig:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention, causal or full, over a token sequence."""
+    """Multi-head self-attention, causal or full, over a token sequence.
+
+    Parameters
+    ----------
+    dim : int
+        Embedding size of a token.
+    n_head : int
+        Number of heads; ``dim`` must be divisible by it.
+    causal : bool
+        Let each token attend to itself and the tokens before it only.
+    dropout : float
+        Dropout on the attention weights while training.
+    """
 
     def __init__(self, dim: int, n_head: int, causal: bool, dropout: float):
         super().__init__()
@@ -112,17 +182,24 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(
-        self, x: torch.Tensor, key_valid: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Queries, keys and values of shape (M, H, L, E/H) each."""
         M, L, E = x.shape  # sequences, tokens per sequence, embedding size
         H = self.n_head
-
-        # Project to queries, keys and values, split into heads.
         q, k, v = self.qkv(x).split(E, dim=2)
         q = q.view(M, L, H, E // H).transpose(1, 2)  # (M, H, L, E/H)
         k = k.view(M, L, H, E // H).transpose(1, 2)  # (M, H, L, E/H)
         v = v.view(M, L, H, E // H).transpose(1, 2)  # (M, H, L, E/H)
+        return q, k, v
+
+    def forward(
+        self, x: torch.Tensor, key_valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Attend over tokens of shape (M, L, E); returns shape (M, L, E)."""
+        M, L, E = x.shape
+
+        # Project to queries, keys and values, split into heads.
+        q, k, v = self._heads(x)  # (M, H, L, E/H) each
 
         # Attend: causal attention never needs a padding mask, because padding
         # only ever sits after the real tokens; full attention masks padded keys.
@@ -138,9 +215,51 @@ class SelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(M, L, E)  # (M, L, E)
         return self.proj(y)
 
+    def weights(
+        self, x: torch.Tensor, key_valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Attention weights of every head, computed explicitly.
+
+        Parameters
+        ----------
+        x : tensor of shape (M, L, E)
+            Tokens, already layer-normalised as the block feeds them.
+        key_valid : bool tensor of shape (M, L), optional
+            False marks padded tokens, which full attention ignores.
+
+        Returns
+        -------
+        tensor of shape (M, H, L, L)
+            Row ``i`` holds how much token ``i`` attends to each token; each row
+            sums to 1.
+        """
+        _, L, E = x.shape
+        q, k, _ = self._heads(x)  # (M, H, L, E/H)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(E // self.n_head)  # (M, H, L, L)
+        if self.causal:
+            allowed = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        elif key_valid is not None:
+            scores = scores.masked_fill(~key_valid[:, None, None, :], float("-inf"))
+        return scores.softmax(dim=-1)  # (M, H, L, L)
+
 
 class Block(nn.Module):
-    """A GPT-2 transformer block: pre-norm attention and MLP, both residual."""
+    """A GPT-2 transformer block: pre-norm attention and MLP, both residual.
+
+    Parameters
+    ----------
+    dim : int
+        Embedding size of a token.
+    n_head : int
+        Attention heads.
+    causal : bool
+        Causal (GPT-2) or full attention.
+    mlp_ratio : int
+        Hidden width of the MLP in multiples of ``dim`` (4 in GPT-2).
+    dropout : float
+        Dropout in attention and after the MLP while training.
+    """
 
     def __init__(self, dim: int, n_head: int, causal: bool, mlp_ratio: int,
                  dropout: float):
@@ -158,13 +277,69 @@ class Block(nn.Module):
     def forward(
         self, x: torch.Tensor, key_valid: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """Map tokens of shape (M, L, E) to tokens of the same shape."""
         x = x + self.attn(self.ln1(x), key_valid)
         return x + self.mlp(self.ln2(x))
+
+    def attention_weights(
+        self, x: torch.Tensor, key_valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The attention weights (M, H, L, L) this block uses on tokens ``x``."""
+        return self.attn.weights(self.ln1(x), key_valid)
 
 
 # ---------------------------------------------------------------------------
 # The two facets
 # ---------------------------------------------------------------------------
+
+
+class FixedProjection(nn.Module):
+    """A linear map drawn at random once and never trained.
+
+    It stands in for a learned token embedding when ``embeddings=False``: the
+    weights are a buffer, saved with the model but not a parameter.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output widths.
+    """
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.register_buffer("weight", torch.randn(n_in, n_out) / math.sqrt(n_in))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map (..., n_in) to (..., n_out)."""
+        return x @ self.weight
+
+
+def encode_task_id(task_id: torch.Tensor, cfg: AutoTaskConfig,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """One-hot task IDs, with the unknown ID 0 encoded as ``cfg`` says.
+
+    Parameters
+    ----------
+    task_id : long tensor of shape (...)
+        Task IDs in [0, N - 1].
+    cfg : AutoTaskConfig
+        Gives N (``num_tasks``) and the reading for ID 0 (``unseen_encoding``).
+    dtype : torch dtype
+        Type of the result.
+
+    Returns
+    -------
+    tensor of shape (..., N)
+    """
+    N = cfg.num_tasks
+    one_hot = F.one_hot(task_id, N).to(dtype)  # (..., N)
+    if cfg.unseen_encoding == "slot":
+        return one_hot
+    fill = torch.zeros(N, dtype=dtype, device=task_id.device)  # (N,)
+    if cfg.unseen_encoding == "mean":
+        fill[1:] = 1.0 / (N - 1)
+    unknown = (task_id == 0).unsqueeze(-1)  # (..., 1)
+    return torch.where(unknown, fill, one_hot)  # (..., N)
 
 
 def task_id_inputs(x: torch.Tensor, cfg: AutoTaskConfig) -> tuple[torch.Tensor, ...]:
@@ -182,7 +357,7 @@ def task_id_inputs(x: torch.Tensor, cfg: AutoTaskConfig) -> tuple[torch.Tensor, 
         The row as both facets read it: features, then the task ID number
         divided by ``task_id_scale`` ("number", "encoding") or 0 ("none").
     task_id : long tensor of shape (...)
-        The integer task ID, used by facet 1's one-hot encoding.
+        The integer task ID, used by the one-hot encoding.
     """
     task_id = x[..., -1].round().long()
     if cfg.task_id_mode == "none":
@@ -193,20 +368,45 @@ def task_id_inputs(x: torch.Tensor, cfg: AutoTaskConfig) -> tuple[torch.Tensor, 
 
 
 class TaskAwareFeatureFacet(nn.Module):
-    """Facet 1 (paper section 3.2): features as tokens, made task-aware."""
+    """Facet 1 (paper section 3.2): features as tokens, made task-aware.
+
+    ``forward`` runs the steps :meth:`tokens`, :meth:`embed`, the GPT-2 block
+    and a flatten; each step is public so that it can be shown on its own.
+
+    Parameters
+    ----------
+    cfg : AutoTaskConfig
+    """
 
     def __init__(self, cfg: AutoTaskConfig):
         super().__init__()
         self.cfg = cfg
         width = 1 + (cfg.num_tasks if cfg.task_id_mode == "encoding" else 0)
-        self.tok_emb = nn.Linear(width, cfg.e1)
-        self.pos_emb = nn.Parameter(torch.zeros(cfg.d, cfg.e1))
-        nn.init.normal_(self.pos_emb, std=0.02)
+        if cfg.embeddings:
+            self.tok_emb = nn.Linear(width, cfg.e1)
+            self.pos_emb = nn.Parameter(torch.zeros(cfg.d, cfg.e1))
+            nn.init.normal_(self.pos_emb, std=0.02)
+        else:
+            self.tok_emb = FixedProjection(width, cfg.e1)
+            self.register_parameter("pos_emb", None)
         self.block = Block(cfg.e1, cfg.n_head1, cfg.attention == "causal",
                            cfg.mlp_ratio, cfg.dropout)
 
-    def forward(self, values: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
-        """Map rows of shape (B, d) to T1 of shape (B, d * e1)."""
+    def tokens(self, values: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        """Feature tokens before embedding.
+
+        Parameters
+        ----------
+        values : tensor of shape (B, d)
+            Rows as :func:`task_id_inputs` returns them.
+        task_id : long tensor of shape (B,)
+
+        Returns
+        -------
+        tensor of shape (B, d, w)
+            Token ``j`` of a row is ``[value_j]``, followed in "encoding" mode
+            by the row's one-hot task ID (w = N + 1); otherwise w = 1.
+        """
         B, d = values.shape
         N = self.cfg.num_tasks
 
@@ -216,41 +416,122 @@ class TaskAwareFeatureFacet(nn.Module):
         # Task ID encoding: one-hot, broadcast over the d feature tokens and
         # concatenated to each token's value.
         if self.cfg.task_id_mode == "encoding":
-            one_hot = F.one_hot(task_id, N).to(values.dtype)  # (B, N)
+            one_hot = encode_task_id(task_id, self.cfg, values.dtype)  # (B, N)
             one_hot = one_hot.unsqueeze(1).expand(B, d, N)  # (B, d, N)
             tokens = torch.cat([tokens, one_hot], dim=-1)  # (B, d, N + 1)
+        return tokens
 
-        # Token embedding plus position embedding.
-        h = self.tok_emb(tokens) + self.pos_emb  # (B, d, e1)
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token embedding plus position embedding: (B, d, w) to (B, d, e1)."""
+        h = self.tok_emb(tokens)  # (B, d, e1)
+        if self.pos_emb is not None:
+            h = h + self.pos_emb  # (B, d, e1)
+        return h
+
+    def forward(self, values: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        """Map rows of shape (B, d) and task IDs (B,) to T1 of shape (B, d * e1)."""
+        B, d = values.shape
+
+        # Tokens, then their embeddings.
+        h = self.embed(self.tokens(values, task_id))  # (B, d, e1)
 
         # One GPT-2 block along the feature axis, then flatten.
         h = self.block(h)  # (B, d, e1)
         return h.reshape(B, d * self.cfg.e1)  # (B, d * e1)
 
+    def attention_map(self, values: torch.Tensor,
+                      task_id: torch.Tensor) -> torch.Tensor:
+        """Attention weights of shape (B, H, d, d) over the feature tokens."""
+        return self.block.attention_weights(self.embed(self.tokens(values, task_id)))
+
 
 class CrossTaskFacet(nn.Module):
-    """Facet 2 (paper section 3.3): rows of a block as tokens."""
+    """Facet 2 (paper section 3.3): rows of a block as tokens.
+
+    Parameters
+    ----------
+    cfg : AutoTaskConfig
+    """
 
     def __init__(self, cfg: AutoTaskConfig):
         super().__init__()
         self.cfg = cfg
-        self.tok_emb = nn.Linear(cfg.d, cfg.e2)
-        self.pos_emb = nn.Parameter(torch.zeros(cfg.block_len, cfg.e2))
-        nn.init.normal_(self.pos_emb, std=0.02)
+        width = cfg.d + (cfg.num_tasks if self._appends_one_hot else 0)
+        if cfg.embeddings:
+            self.tok_emb = nn.Linear(width, cfg.e2)
+            self.pos_emb = nn.Parameter(torch.zeros(cfg.block_len, cfg.e2))
+            nn.init.normal_(self.pos_emb, std=0.02)
+        else:
+            self.tok_emb = FixedProjection(width, cfg.e2)
+            self.register_parameter("pos_emb", None)
         self.block = Block(cfg.e2, cfg.n_head2, cfg.attention == "causal",
                            cfg.mlp_ratio, cfg.dropout)
 
-    def forward(
-        self, values: torch.Tensor, valid: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Map blocks of shape (b', t, d) to T2 of shape (b', t, e2)."""
-        _, t, _ = values.shape
+    @property
+    def _appends_one_hot(self) -> bool:
+        """Whether facet 2's row tokens carry the one-hot task ID."""
+        return (self.cfg.task_id_mode == "encoding"
+                and self.cfg.facet2_task_id == "encoding")
 
+    def tokens(self, values: torch.Tensor,
+               task_id: torch.Tensor | None = None) -> torch.Tensor:
+        """Row tokens before embedding.
+
+        Parameters
+        ----------
+        values : tensor of shape (b', t, d)
+            Blocks of rows as :func:`task_id_inputs` returns them.
+        task_id : long tensor of shape (b', t), optional
+            Needed only when facet 2 reads the one-hot task ID.
+
+        Returns
+        -------
+        tensor of shape (b', t, w)
+            The rows, the task-ID column zeroed when facet 2 does not read it,
+            with the one-hot appended when it does (w = d + N); else w = d.
+        """
+        if self.cfg.task_id_mode == "encoding" and self.cfg.facet2_task_id == "none":
+            zero = torch.zeros_like(values[..., -1:])
+            values = torch.cat([values[..., :-1], zero], dim=-1)  # (b', t, d)
+        if self._appends_one_hot:
+            if task_id is None:
+                raise ValueError(
+                    "task_id is required when facet2_task_id='encoding'; got None"
+                )
+            one_hot = encode_task_id(task_id, self.cfg, values.dtype)  # (b', t, N)
+            values = torch.cat([values, one_hot], dim=-1)  # (b', t, d + N)
+        return values
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token embedding plus position in the block: (b', t, w) to (b', t, e2)."""
+        _, t, _ = tokens.shape
+        h = self.tok_emb(tokens)  # (b', t, e2)
+        if self.pos_emb is not None:
+            h = h + self.pos_emb[:t]  # (b', t, e2)
+        return h
+
+    def forward(
+        self, values: torch.Tensor, valid: torch.Tensor | None = None,
+        task_id: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Map blocks of shape (b', t, d) to T2 of shape (b', t, e2).
+
+        ``valid`` (b', t) marks real rows (False: padding, after the real rows);
+        ``task_id`` (b', t) is needed only when facet 2 reads the one-hot.
+        """
         # Token embedding of each row plus the position of the row in its block.
-        h = self.tok_emb(values) + self.pos_emb[:t]  # (b', t, e2)
+        h = self.embed(self.tokens(values, task_id))  # (b', t, e2)
 
         # One GPT-2 block along the block axis.
         return self.block(h, valid)  # (b', t, e2)
+
+    def attention_map(
+        self, values: torch.Tensor, valid: torch.Tensor | None = None,
+        task_id: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Attention weights of shape (b', H, t, t) over the rows of each block."""
+        h = self.embed(self.tokens(values, task_id))  # (b', t, e2)
+        return self.block.attention_weights(h, valid)
 
 
 # ---------------------------------------------------------------------------
@@ -261,6 +542,9 @@ class CrossTaskFacet(nn.Module):
 class AutoTask(nn.Module):
     """The multi-faceted single model (paper figure 1).
 
+    ``forward`` runs :meth:`facet_outputs`, :meth:`fuse` and the linear head;
+    each step is public so that it can be shown on its own.
+
     Parameters
     ----------
     cfg : AutoTaskConfig
@@ -270,6 +554,10 @@ class AutoTask(nn.Module):
     def __init__(self, cfg: AutoTaskConfig | None = None):
         super().__init__()
         self.cfg = cfg if cfg is not None else AutoTaskConfig()
+        if not isinstance(self.cfg, AutoTaskConfig):
+            raise TypeError(
+                f"cfg must be an AutoTaskConfig; got {type(self.cfg).__name__}"
+            )
         c = self.cfg
         self.facet1 = TaskAwareFeatureFacet(c) if c.facets != "facet2" else None
         self.facet2 = CrossTaskFacet(c) if c.facets != "facet1" else None
@@ -282,10 +570,99 @@ class AutoTask(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        """Normal weights scaled by fan-in and zero biases for every linear map."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=1.0 / math.sqrt(m.in_features))
                 nn.init.zeros_(m.bias)
+
+    def _check_input(self, x: torch.Tensor, valid: torch.Tensor | None) -> None:
+        """Refuse blocks of the wrong shape, bad task IDs and misplaced padding."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 3:
+            raise ValueError(
+                "x must be a tensor of shape (b', t, d); got "
+                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+            )
+        _, t, d = x.shape
+        if d != self.cfg.d:
+            raise ValueError(f"x must have d={self.cfg.d} columns; got {d}")
+        if t > self.cfg.block_len:
+            raise ValueError(
+                f"blocks may hold at most block_len={self.cfg.block_len} rows; "
+                f"got t={t}"
+            )
+        task_id = x[..., -1].round().long()
+        if task_id.numel() and (
+            task_id.min() < 0 or task_id.max() >= self.cfg.num_tasks
+        ):
+            raise ValueError(
+                f"task IDs (last column of x) must be integers in [0, "
+                f"{self.cfg.num_tasks - 1}]; got values from "
+                f"{x[..., -1].min().item()} to {x[..., -1].max().item()}"
+            )
+        if valid is not None:
+            if tuple(valid.shape) != tuple(x.shape[:2]) or valid.dtype != torch.bool:
+                raise ValueError(
+                    f"valid must be a bool tensor of shape {tuple(x.shape[:2])}; "
+                    f"got {valid.dtype} of shape {tuple(valid.shape)}"
+                )
+            if bool((valid[:, 1:] & ~valid[:, :-1]).any()):
+                raise ValueError(
+                    "valid must mark padding only after a block's real rows; "
+                    "got a real row after padding"
+                )
+
+    def facet_outputs(
+        self, x: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The two facets' representations of blocks of rows.
+
+        Parameters
+        ----------
+        x : tensor of shape (b', t, d)
+            Blocks of standardised rows, the raw integer task ID as the last
+            column. ``t`` may be anything from 1 to ``block_len``.
+        valid : bool tensor of shape (b', t), optional
+            False marks padding. Padding must come after a block's real rows.
+
+        Returns
+        -------
+        t1 : tensor of shape (b', t, d * e1), or None without facet 1
+        t2 : tensor of shape (b', t, e2), or None without facet 2
+
+        Raises
+        ------
+        ValueError
+            On a wrong shape, a task ID outside [0, N - 1], or padding before
+            a real row.
+        """
+        self._check_input(x, valid)
+        b, t, d = x.shape
+        values, task_id = task_id_inputs(x, self.cfg)  # (b', t, d), (b', t)
+
+        # Facet 1 treats every row on its own: fold the block axis into the batch.
+        t1 = t2 = None
+        if self.facet1 is not None:
+            t1 = self.facet1(values.reshape(b * t, d), task_id.reshape(b * t))
+            t1 = t1.view(b, t, -1)  # (b', t, d * e1)
+
+        # Facet 2 attends across the rows of each block.
+        if self.facet2 is not None:
+            t2 = self.facet2(values, valid, task_id)  # (b', t, e2)
+        return t1, t2
+
+    def fuse(self, t1: torch.Tensor | None, t2: torch.Tensor | None) -> torch.Tensor:
+        """Concatenate (paper) or add the facets' representations.
+
+        Returns
+        -------
+        tensor of shape (b', t, 2 * e2) for "concat" with both facets, else
+        (b', t, e2)
+        """
+        parts = [p for p in (t1, t2) if p is not None]
+        if len(parts) == 2 and self.cfg.fusion == "concat":
+            return torch.cat(parts, dim=-1)  # (b', t, 2 * e2)
+        return sum(parts)  # (b', t, e2)
 
     def forward(
         self, x: torch.Tensor, valid: torch.Tensor | None = None
@@ -304,40 +681,14 @@ class AutoTask(nn.Module):
         -------
         tensor of shape (b', t)
             One logit per row; the logits of padded rows mean nothing.
+
+        Raises
+        ------
+        ValueError
+            On a wrong shape, a task ID outside [0, N - 1], or padding before
+            a real row.
         """
-        b, t, d = x.shape
-        if d != self.cfg.d:
-            raise ValueError(f"x must have d={self.cfg.d} columns; got {d}")
-        if t > self.cfg.block_len:
-            raise ValueError(
-                f"blocks may hold at most block_len={self.cfg.block_len} rows; "
-                f"got t={t}"
-            )
-        values, task_id = task_id_inputs(x, self.cfg)  # (b', t, d), (b', t)
-        if task_id.numel() and (
-            task_id.min() < 0 or task_id.max() >= self.cfg.num_tasks
-        ):
-            raise ValueError(
-                f"task IDs (last column of x) must be integers in [0, "
-                f"{self.cfg.num_tasks - 1}]; got values from "
-                f"{x[..., -1].min().item()} to {x[..., -1].max().item()}"
-            )
-
-        # Facet 1 treats every row on its own: fold the block axis into the batch.
-        parts = []
-        if self.facet1 is not None:
-            t1 = self.facet1(values.reshape(b * t, d), task_id.reshape(b * t))
-            parts.append(t1.view(b, t, -1))  # (b', t, d * e1)
-
-        # Facet 2 attends across the rows of each block.
-        if self.facet2 is not None:
-            parts.append(self.facet2(values, valid))  # (b', t, e2)
-
-        # Fusion: concatenate (paper) or add the two representations.
-        if len(parts) == 2 and self.cfg.fusion == "concat":
-            h = torch.cat(parts, dim=-1)  # (b', t, 2 * e2)
-        else:
-            h = sum(parts)  # (b', t, e2)
+        h = self.fuse(*self.facet_outputs(x, valid))  # (b', t, 2 * e2) or (b', t, e2)
         return self.head(h).squeeze(-1)  # (b', t)
 
 

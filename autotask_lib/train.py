@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: no widget library needed
 
 from .baseline import MultiTaskDNN
 from .data import TaskTensors, gather_blocks, group_blocks, random_blocks
@@ -36,10 +36,17 @@ class TrainConfig:
     epochs_teacher: int = 2  # stage 1 epochs on teacher soft labels (paper: 30)
     epochs_llm: int = 3  # stage 2 epochs on LLM labels (paper: 45)
     weight_decay: float = 0.0  # Adam weight decay (the paper gives none)
+    lr_facet1: float | None = None  # facet 1's learning rate; None: lr (4.3.2)
+    lr_facet2: float | None = None  # facet 2's learning rate; None: lr (4.3.2)
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
             raise ValueError(f"lr must be positive; got {self.lr!r}")
+        for name in ("lr_facet1", "lr_facet2"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float))
+                                      and not isinstance(v, bool) and v > 0):
+                raise ValueError(f"{name} must be None or positive; got {v!r}")
         for name in ("batch_size",):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -105,7 +112,9 @@ def _loss_fn(model: nn.Module):
         return _autotask_loss
     if isinstance(model, MultiTaskDNN):
         return _baseline_loss
-    raise TypeError(f"model must be AutoTask or MultiTaskDNN; got {type(model).__name__}")
+    raise TypeError(
+        f"model must be AutoTask or MultiTaskDNN; got {type(model).__name__}"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -115,6 +124,47 @@ def _loss_fn(model: nn.Module):
 
 def _block_len(model: nn.Module) -> int:
     return model.cfg.block_len if isinstance(model, AutoTask) else 1
+
+
+def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Adam parameter groups: one learning rate per facet (paper section 4.3.2).
+
+    With ``lr_facet1`` and ``lr_facet2`` both None, every parameter is in one
+    group at ``lr``. Otherwise facet 1, facet 2 and the fusion head each get a
+    group; a facet without its own rate, and the head, use ``lr``.
+
+    Parameters
+    ----------
+    model : AutoTask or MultiTaskDNN
+    cfg : TrainConfig
+
+    Returns
+    -------
+    list of dict
+        Groups with keys ``params``, ``lr`` and ``name``.
+
+    Raises
+    ------
+    ValueError
+        If a per-facet rate is set for a model that has no facets.
+    """
+    if cfg.lr_facet1 is None and cfg.lr_facet2 is None:
+        return [{"params": list(model.parameters()), "lr": cfg.lr, "name": "all"}]
+    if not isinstance(model, AutoTask):
+        raise ValueError(
+            "lr_facet1 and lr_facet2 apply to AutoTask only; got "
+            f"lr_facet1={cfg.lr_facet1!r}, lr_facet2={cfg.lr_facet2!r} for a "
+            f"{type(model).__name__}"
+        )
+    groups = []
+    for name, facet, lr in (("facet1", model.facet1, cfg.lr_facet1),
+                            ("facet2", model.facet2, cfg.lr_facet2)):
+        if facet is not None:
+            groups.append({"params": list(facet.parameters()),
+                           "lr": cfg.lr if lr is None else lr, "name": name})
+    groups.append({"params": list(model.head.parameters()), "lr": cfg.lr,
+                   "name": "head"})
+    return groups
 
 
 def train_two_stage(
@@ -147,6 +197,7 @@ def train_two_stage(
     if len(teacher) == 0 or len(llm) == 0:
         raise ValueError("teacher and llm splits must both hold rows")
     loss_fn = _loss_fn(model)
+    parameter_groups(model, cfg)  # refuse per-facet rates before any work
     t = _block_len(model)
     if cfg.batch_size % t:
         raise ValueError(
@@ -161,7 +212,7 @@ def train_two_stage(
     model.train()
     for stage_no, (stage, split, epochs) in enumerate(stages):
         # Stage 2 is a fine-tuning run with a fresh optimiser.
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr,
+        opt = torch.optim.Adam(parameter_groups(model, cfg), lr=cfg.lr,
                                weight_decay=cfg.weight_decay)
         for epoch in range(epochs):
             gen = torch.Generator().manual_seed(

@@ -2,24 +2,46 @@
 
 The paper's data (Microsoft Advertising search logs) is private; this package
 generates a documented stand-in with the same structure: eleven ad scenarios,
-two of them unseen in training, numeric query-ad features, teacher soft labels,
-LLM labels and test labels. It knows nothing of the models.
+two of them unseen in training, numeric query-ad features grouped by query,
+teacher soft labels, LLM labels and test labels. It knows nothing of the models.
+
+The story behind every parameter is told in the data chapter of the book and in
+the data card saved beside every data set (:func:`data_card`).
 """
 
-from .features import FEATURE_KINDS, FEATURE_NAMES, FEATURES, NUM_FEATURES
+from .card import (
+    LIMITS,
+    card_check,
+    card_targets,
+    data_card,
+    rate_tolerance,
+    read_card,
+    story,
+)
+from .diagnostics import label_audit, relatedness_sweep, relevance_correlation
+from .features import (
+    FEATURE_DESCRIPTIONS,
+    FEATURE_KINDS,
+    FEATURE_NAMES,
+    FEATURES,
+    NUM_FEATURES,
+)
 from .generator import (
+    LABEL_COLUMNS,
     PROFILE_SIZES,
     SPLITS,
     DataConfig,
     SyntheticData,
     config_for_profile,
-    data_card,
     fingerprint_frames,
     generate,
+    scenario_directions,
     target_correlation,
+    target_rows,
 )
 from .io import dataset_key, load, load_or_generate, save
 from .scenarios import (
+    FAMILIES,
     NUM_TASK_SLOTS,
     SCENARIO_NAMES,
     SCENARIOS,
@@ -30,9 +52,13 @@ from .scenarios import (
 )
 
 __all__ = [
-    "FEATURES", "FEATURE_KINDS", "FEATURE_NAMES", "NUM_FEATURES", "NUM_TASK_SLOTS",
+    "FAMILIES", "FEATURES", "FEATURE_DESCRIPTIONS", "FEATURE_KINDS",
+    "FEATURE_NAMES", "LABEL_COLUMNS", "LIMITS", "NUM_FEATURES", "NUM_TASK_SLOTS",
     "PROFILE_SIZES", "SCENARIOS", "SCENARIO_NAMES", "SEEN", "SPLITS", "UNSEEN",
-    "DataConfig", "SyntheticData", "config_for_profile", "data_card",
-    "dataset_key", "fingerprint_frames", "generate", "load", "load_or_generate",
-    "save", "scenario", "target_correlation", "task_id_of",
+    "DataConfig", "SyntheticData", "card_check", "card_targets",
+    "config_for_profile", "data_card", "dataset_key", "fingerprint_frames",
+    "generate", "label_audit", "load", "load_or_generate", "rate_tolerance",
+    "read_card", "relatedness_sweep", "relevance_correlation", "save",
+    "scenario", "scenario_directions", "story", "target_correlation",
+    "target_rows", "task_id_of",
 ]

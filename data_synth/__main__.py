@@ -1,15 +1,50 @@
-"""Command line: ``python -m data_synth --profile default --seed 0 --out DIR``."""
+"""Command line: ``python -m data_synth --profile default --seed 0 --out DIR``.
+
+Writes the four splits as parquet files, the data card as ``data_card.json`` and
+the relevance weights into a new folder ``DIR``. ``--describe NAME`` prints one
+scenario's story parameters instead. Bad arguments exit with status 2 and a
+message that names the argument and the value received.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import asdict
 
-from .generator import PROFILE_SIZES, config_for_profile, generate
+from .generator import PROFILE_SIZES, SPLITS, config_for_profile, generate
 from .io import save
+from .scenarios import SCENARIO_NAMES, scenario
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_rows(items: list[str]) -> dict[str, int]:
+    """Turn ``["test=5000", ...]`` into ``{"test": 5000}``."""
+    sizes = {}
+    for item in items:
+        split, sep, value = item.partition("=")
+        if not sep or split not in SPLITS:
+            raise ValueError(
+                f"--rows must be SPLIT=N with SPLIT one of {list(SPLITS)}; "
+                f"got {item!r}"
+            )
+        try:
+            sizes[split] = int(value)
+        except ValueError:
+            raise ValueError(
+                f"--rows {split}= must be a positive integer; got {value!r}"
+            ) from None
+    return sizes
+
+
+def _describe(name: str) -> str:
+    """One scenario's story parameters as indented JSON."""
+    s = scenario(name)
+    return json.dumps({**asdict(s), "missing": list(s.missing)}, indent=2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m data_synth``."""
     parser = argparse.ArgumentParser(
         prog="python -m data_synth",
         description="Generate the synthetic 11-scenario ads relevance data.",
@@ -18,19 +53,42 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"size profile, one of {sorted(PROFILE_SIZES)}")
     parser.add_argument("--seed", type=int, default=0, help="random seed (>= 0)")
     parser.add_argument("--relatedness", type=float, default=None,
-                        help="scenario relatedness knob in [0, 1]")
-    parser.add_argument("--out", required=True, help="new folder to write into")
+                        help="scenario relatedness knob in [0, 1] (default 0.5)")
+    parser.add_argument("--rows", action="append", default=[],
+                        metavar="SPLIT=N",
+                        help="rows of one split, overriding the profile; "
+                        "repeat for several splits")
+    parser.add_argument("--out", help="new folder to write into")
+    parser.add_argument("--describe", metavar="SCENARIO",
+                        help="print the story parameters of one scenario, one "
+                        f"of {list(SCENARIO_NAMES)}, and exit")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (errors exit with 2)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.describe is not None:
+            print(_describe(args.describe))
+            return 0
+        if args.out is None:
+            parser.error("the argument --out is required to generate data")
         overrides = {}
         if args.relatedness is not None:
             overrides["relatedness"] = args.relatedness
+        if args.rows:
+            overrides["sizes"] = _parse_rows(args.rows)
         cfg = config_for_profile(args.profile, **overrides)
-        data = generate(cfg, args.seed, progress=True)
+        data = generate(cfg, args.seed, progress=not args.quiet)
         folder = save(data, args.out)
-    except (ValueError, FileExistsError) as err:
-        parser.exit(2, f"error: {err}\n")
-    print(f"wrote {folder} (fingerprint {data.fingerprint})")
+    except (ValueError, TypeError, FileExistsError) as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    rows = ", ".join(f"{split} {len(data[split]):,}" for split in SPLITS)
+    print(f"wrote {folder} (fingerprint {data.fingerprint}): {rows} rows")
     return 0
 
 

@@ -39,6 +39,33 @@ FEATURES: tuple[tuple[str, str], ...] = (
     ("q_price_competitiveness", "quality"),
 )
 
+# What each feature stands for, in the words of the data card.
+FEATURE_DESCRIPTIONS: dict[str, str] = {
+    "sim_query_title": "text similarity of the query and the ad title",
+    "sim_query_description": "text similarity of the query and the ad description",
+    "sim_query_landing_page": "text similarity of the query and the landing page",
+    "sim_query_keyword": "similarity of the query and the bid keyword",
+    "sim_semantic_embedding": "cosine of query and ad embeddings",
+    "sim_category": "agreement of the query's and the ad's categories",
+    "sim_brand": "similarity of a brand named in the query and the ad's brand",
+    "sim_location": "closeness of a place named in the query and the ad's place",
+    "flag_exact_match": "the query appears verbatim in the ad title",
+    "flag_phrase_match": "the query contains the bid keyword as a phrase",
+    "flag_brand_match": "the query names the ad's brand",
+    "flag_location_match": "the query names the ad's place",
+    "cnt_query_frequency": "how often the query is searched (same for a query's ads)",
+    "cnt_ad_impressions": "how often the ad was shown",
+    "cnt_ad_clicks": "how often the ad was clicked",
+    "cnt_advertiser_ads": "how many ads the advertiser runs",
+    "cnt_keyword_tokens": "words in the bid keyword",
+    "q_ad_quality": "editorial quality score of the ad",
+    "q_landing_page_quality": "quality score of the landing page",
+    "q_advertiser_reputation": "reputation score of the advertiser",
+    "q_spam_score": "likelihood that the ad is spam",
+    "q_offer_freshness": "how recent the offer is",
+    "q_price_competitiveness": "how the offer's price compares with the market",
+}
+
 FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURES)
 FEATURE_KINDS: tuple[str, ...] = tuple(kind for _, kind in FEATURES)
 NUM_FEATURES = len(FEATURES)  # 23; with the task-ID column, d = 24

@@ -3,11 +3,11 @@
 The story, step by step (the data chapter of the book tells it in full):
 
 1. Each scenario's relevance is a function of latent query-ad signals. Its weight
-   vector is drawn so that the cosine between any two scenarios' weights equals a
-   target correlation matrix exactly (the MMoE paper's construction, extended from
-   two tasks to eleven): a ``relatedness`` knob moves every scenario towards one
-   shared function, and family loadings make travel scenarios closer to each other
-   than to finance ones.
+   vector mixes one direction every scenario shares with a scenario-specific one,
+   as in the synthetic tasks of the MMoE paper (Ma et al., 2018), extended from
+   two tasks to eleven: the cosine between two scenarios' weights equals a target
+   correlation matrix exactly. A ``relatedness`` knob sets the mix, and family
+   loadings make travel scenarios closer to each other than to finance ones.
 2. Relevance adds MMoE-style sinusoidal terms, pairwise feature interactions, a
    query effect shared by all candidates of one query, and a bias that sets the
    scenario's positive rate.
@@ -20,19 +20,29 @@ The story, step by step (the data chapter of the book tells it in full):
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+import numbers
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import features as F
-from .scenarios import FAMILIES, SCENARIO_NAMES, SCENARIOS, SEEN, Scenario
+from .scenarios import FAMILIES, SCENARIO_NAMES, SCENARIOS, Scenario
 
 # ---------------------------------------------------------------------------
 # Configuration
 # ---------------------------------------------------------------------------
 
 SPLITS: tuple[str, ...] = ("teacher_train", "llm_train", "calibration", "test")
+
+# Label column of each split, and of the label audit sample (all three sources).
+LABEL_COLUMNS: dict[str, str] = {
+    "teacher_train": "teacher_prob",
+    "llm_train": "llm_label",
+    "calibration": "llm_label",
+    "test": "label",
+}
 
 # Rows per split for each profile. The test split of `default` and `paper` has the
 # paper's 258,000 rows (section 4.1.1).
@@ -45,15 +55,24 @@ PROFILE_SIZES: dict[str, dict[str, int]] = {
               "calibration": 100_000, "test": 258_000},
 }
 
+# Random streams: each (split, scenario) pair draws from its own stream, so a
+# split's rows do not depend on the size of any other split.
+_AUDIT_CODE = len(SPLITS) + 1  # stream of the label audit sample
+_COMMON_INPUTS_CODE = len(SPLITS) + 2  # stream of the common latent inputs
+
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Parameters of one generated data set."""
+    """Parameters of one generated data set.
+
+    The story parameters (everything but ``sizes``) were fixed from the
+    generative story before any model was compared; see the data card.
+    """
 
     sizes: dict[str, int] = field(
         default_factory=lambda: dict(PROFILE_SIZES["default"])
     )  # rows per split
-    relatedness: float = 0.5  # 0: only family structure; 1: identical scenarios
+    relatedness: float = 0.5  # 0: only family structure; 1: one shared function
     family_strength: float = 0.6  # weight of family loadings in the correlation
     mean_candidates: float = 5.0  # mean number of candidate ads per query
     max_candidates: int = 16  # most candidates one query can have
@@ -70,23 +89,59 @@ class DataConfig:
 def config_for_profile(profile: str, **overrides) -> DataConfig:
     """The data configuration of a named profile, with optional overrides.
 
+    Parameters
+    ----------
+    profile : {"smoke", "default", "paper"}
+        Sets the rows per split.
+    **overrides
+        Fields of :class:`DataConfig` to change. ``sizes`` may name only some
+        splits; the others keep the profile's sizes.
+
     Raises
     ------
     ValueError
-        If ``profile`` is not one of the known profiles.
+        If ``profile`` is not one of the known profiles, or an override is out
+        of its range.
+    TypeError
+        If an override is not a field of :class:`DataConfig`.
     """
     if profile not in PROFILE_SIZES:
         raise ValueError(
             f"profile must be one of {sorted(PROFILE_SIZES)}; got {profile!r}"
         )
-    return DataConfig(sizes=dict(PROFILE_SIZES[profile]), **overrides)
+    known = {f.name for f in fields(DataConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(
+            f"overrides must be fields of DataConfig {sorted(known)}; "
+            f"got {unknown}"
+        )
+    sizes = dict(PROFILE_SIZES[profile])
+    extra = overrides.pop("sizes", None) or {}
+    if not isinstance(extra, dict):
+        raise TypeError(f"sizes must be a dict; got {type(extra).__name__}")
+    sizes.update(extra)
+    return DataConfig(sizes=sizes, **overrides)
+
+
+def _check_number(name: str, value, lo: float, hi: float | None = None) -> None:
+    """Raise if ``value`` is not a real number in [lo, hi] (hi None: no bound)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    if hi is None:
+        if not value >= lo:
+            rule = "non-negative" if lo == 0 else f"at least {lo}"
+            raise ValueError(f"{name} must be {rule}; got {value!r}")
+    elif not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo:g}, {hi:g}]; got {value!r}")
 
 
 def _check_config(cfg: DataConfig) -> None:
-    if set(cfg.sizes) != set(SPLITS):
+    if not isinstance(cfg.sizes, dict) or set(cfg.sizes) != set(SPLITS):
+        got = sorted(cfg.sizes) if isinstance(cfg.sizes, dict) else cfg.sizes
         raise ValueError(
             f"sizes must give rows for exactly the splits {list(SPLITS)}; "
-            f"got {sorted(cfg.sizes)}"
+            f"got {got!r}"
         )
     for split, n in cfg.sizes.items():
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
@@ -94,23 +149,19 @@ def _check_config(cfg: DataConfig) -> None:
                 f"sizes[{split!r}] must be a positive integer; got {n!r}"
             )
     for name in ("relatedness", "family_strength", "teacher_genericness"):
-        value = getattr(cfg, name)
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1]; got {value!r}")
-    if cfg.mean_candidates < 1:
-        raise ValueError(
-            f"mean_candidates must be at least 1; got {cfg.mean_candidates!r}"
-        )
-    if not 1 <= cfg.max_candidates:
-        raise ValueError(
-            f"max_candidates must be at least 1; got {cfg.max_candidates!r}"
-        )
+        _check_number(name, getattr(cfg, name), 0.0, 1.0)
     for name in ("query_effect", "sinusoid_strength", "interaction_strength",
                  "shift_scale"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(
-                f"{name} must be non-negative; got {getattr(cfg, name)!r}"
-            )
+        _check_number(name, getattr(cfg, name), 0.0)
+    _check_number("mean_candidates", cfg.mean_candidates, 1.0)
+    m = cfg.max_candidates
+    if not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m < 1:
+        raise ValueError(f"max_candidates must be an integer >= 1; got {m!r}")
+    if cfg.mean_candidates > m:
+        raise ValueError(
+            f"mean_candidates must not exceed max_candidates ({m}); "
+            f"got {cfg.mean_candidates!r}"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -132,38 +183,70 @@ def target_correlation(relatedness: float, family_strength: float) -> np.ndarray
     all ones. It has a unit diagonal and is positive semi-definite for
     ``r, f`` in [0, 1]; ``r = 1`` makes every scenario the same, and
     ``r = f = 0`` makes them unrelated.
+
+    Raises
+    ------
+    ValueError
+        If ``relatedness`` or ``family_strength`` is outside [0, 1].
     """
+    _check_number("relatedness", relatedness, 0.0, 1.0)
+    _check_number("family_strength", family_strength, 0.0, 1.0)
     m = family_loadings()
     k = len(SCENARIOS)
     within = family_strength * (m @ m.T) + (1 - family_strength) * np.eye(k)
     return relatedness * np.ones((k, k)) + (1 - relatedness) * within
 
 
-def correlated_unit_vectors(
-    corr: np.ndarray, dim: int, rng: np.random.Generator,
-    prior: np.ndarray | None = None,
+def scenario_directions(
+    relatedness: float,
+    family_strength: float,
+    dim: int,
+    rng: np.random.Generator,
+    shared: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Rows of unit vectors in ``dim`` dimensions whose Gram matrix is ``corr``.
+    """Unit vectors, one per scenario, whose cosines are the target correlation.
 
-    The MMoE construction for two tasks (orthonormal basis vectors mixed by the
-    target cosine) generalised through a square-root factor: with ``L L^T =
-    corr`` and ``Q`` of orthonormal columns, ``W = L Q^T`` has ``W W^T = corr``.
-    ``L`` comes from the eigendecomposition of ``corr``, so its leading column
-    (the Perron vector, all of one sign) is what every scenario shares; when
-    ``prior`` is given, that shared direction is ``prior`` and the other
-    directions are random and orthogonal to it.
+    The MMoE paper's two synthetic tasks mix a shared unit vector with a second
+    one orthogonal to it, and the mix sets their cosine. With eleven scenarios,
+    ``w_k = sqrt(r) u + sqrt(1 - r) v_k``, where ``u`` is the shared direction and
+    the ``v_k`` are orthogonal to it with Gram matrix ``f M M^T + (1 - f) I`` (the
+    families). Then ``w_i . w_j = target_correlation(r, f)[i, j]``.
+
+    ``u`` and the ``v_k`` do not depend on ``r``: for one seed, turning the knob
+    moves every scenario along a fixed path towards the shared direction.
+
+    Parameters
+    ----------
+    relatedness, family_strength : float in [0, 1]
+        ``r`` and ``f`` of :func:`target_correlation`.
+    dim : int
+        Length of each vector; at least 12 (eleven scenarios plus ``u``).
+    rng : numpy Generator
+        Draws the scenario-specific directions.
+    shared : ndarray of shape (dim,), optional
+        The shared direction ``u``; random when omitted.
+
+    Returns
+    -------
+    ndarray of shape (11, dim)
+        Unit rows with ``w @ w.T == target_correlation(r, f)``.
     """
-    k = len(corr)
-    vals, vecs = np.linalg.eigh(corr)  # ascending: the shared direction is last
-    vecs[:, -1] *= np.sign(vecs[:, -1].sum())  # every scenario loads positively
-    factor = vecs * np.sqrt(np.clip(vals, 0.0, None))  # factor @ factor.T == corr
-    basis = rng.standard_normal((dim, k))
-    if prior is not None:
-        basis[:, 0] = prior
-    q, r = np.linalg.qr(basis)  # (dim, k), orthonormal
-    q *= np.sign(np.diag(r))  # keep q[:, 0] pointing along the prior
-    q = np.roll(q, -1, axis=1)  # the prior pairs with the shared direction
-    w = factor @ q.T
+    k = len(SCENARIOS)
+    if dim < k + 1:
+        raise ValueError(f"dim must be at least {k + 1}; got {dim!r}")
+    within = target_correlation(0.0, family_strength)  # (11, 11)
+    # Cholesky gives a unique square root that varies smoothly with f; the tiny
+    # ridge keeps it defined when f = 1 makes the family matrix singular.
+    ridge = 1e-10
+    root = np.linalg.cholesky(within + ridge * np.eye(k)) / np.sqrt(1 + ridge)
+    basis = rng.standard_normal((dim, k + 1))
+    if shared is not None:
+        basis[:, 0] = shared
+    q, r = np.linalg.qr(basis)  # (dim, k + 1), orthonormal columns
+    q = q * np.sign(np.diag(r))  # unique signs: q[:, 0] points along ``shared``
+    u, specific = q[:, 0], q[:, 1:]  # (dim,), (dim, 11)
+    v = root @ specific.T  # (11, dim): Gram ``within``, orthogonal to u
+    w = np.sqrt(relatedness) * u + np.sqrt(1.0 - relatedness) * v
     return w / np.linalg.norm(w, axis=1, keepdims=True)
 
 
@@ -188,16 +271,35 @@ def _missing_mask(s: Scenario) -> np.ndarray:
     return np.array([name in s.missing for name in F.FEATURE_NAMES])
 
 
+def _silent_pairs(s: Scenario) -> np.ndarray:
+    """Boolean mask of the interactions that involve a feature silent in ``s``."""
+    return np.array([u in s.missing or v in s.missing for u, v in F.INTERACTIONS])
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function, written through tanh so no ``|x|`` overflows."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
 def _draw_world(cfg: DataConfig, seed: int) -> _World:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     k, p = len(SCENARIOS), F.NUM_FEATURES
+    n_pairs = len(F.INTERACTIONS)
     corr = target_correlation(cfg.relatedness, cfg.family_strength)
-    weights = correlated_unit_vectors(corr, p, rng, prior=F.relevance_prior())
-    pair_weights = correlated_unit_vectors(corr, len(F.INTERACTIONS) + k, rng)
-    pair_weights = pair_weights[:, : len(F.INTERACTIONS)]
-    # A signal that a scenario's extractors never see cannot carry its relevance.
+    weights = scenario_directions(
+        cfg.relatedness, cfg.family_strength, p, rng, shared=F.relevance_prior()
+    )
+    # Interaction weights follow the same relatedness, in a space large enough
+    # for the construction; keeping the first coordinates makes their cosines
+    # approximately, not exactly, the target.
+    pair_weights = scenario_directions(
+        cfg.relatedness, cfg.family_strength, n_pairs + k + 1, rng
+    )[:, :n_pairs]
+    # A signal that a scenario's extractors never see carries none of its
+    # relevance, neither alone nor through an interaction.
     for i, s in enumerate(SCENARIOS):
         weights[i, _missing_mask(s)] = 0.0
+        pair_weights[i, _silent_pairs(s)] = 0.0
     weights /= np.linalg.norm(weights, axis=1, keepdims=True)
     world = _World(
         weights=weights,
@@ -231,7 +333,7 @@ def _bias_for_rate(score: np.ndarray, rate: float) -> float:
     lo, hi = -20.0, 20.0
     for _ in range(60):
         mid = 0.5 * (lo + hi)
-        if np.mean(1.0 / (1.0 + np.exp(-(score + mid)))) < rate:
+        if np.mean(_sigmoid(score + mid)) < rate:
             lo = mid
         else:
             hi = mid
@@ -243,13 +345,18 @@ def _bias_for_rate(score: np.ndarray, rate: float) -> float:
 # ---------------------------------------------------------------------------
 
 
+def _standard_latents(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Latent signals before any scenario's shift, of shape (n, 23)."""
+    chol = np.linalg.cholesky(F.latent_correlation())
+    return rng.standard_normal((n, F.NUM_FEATURES)) @ chol.T
+
+
 def _latents(
     world: _World, i: int, n: int, rng: np.random.Generator,
     query_of_row: np.ndarray | None = None,
 ) -> np.ndarray:
     """Latent signals of ``n`` query-ad pairs of scenario ``i``, shape (n, 23)."""
-    chol = np.linalg.cholesky(F.latent_correlation())
-    z = rng.standard_normal((n, F.NUM_FEATURES)) @ chol.T
+    z = _standard_latents(n, rng)
     if query_of_row is not None:
         # Query-level signals are shared by all candidates of a query.
         n_queries = int(query_of_row.max()) + 1
@@ -300,23 +407,62 @@ def _generic_score(world: _World, cfg: DataConfig, z: np.ndarray) -> np.ndarray:
 
 
 def _queries(n: int, cfg: DataConfig, rng: np.random.Generator) -> np.ndarray:
-    """Local query index of each of ``n`` rows, candidates of a query adjacent."""
-    sizes = []
-    total = 0
-    while total < n:
-        k = 1 + rng.poisson(cfg.mean_candidates - 1)
-        k = int(min(k, cfg.max_candidates, n - total))
-        sizes.append(k)
-        total += k
+    """Local query index of each of ``n`` rows, candidates of a query adjacent.
+
+    A query has ``1 + Poisson(mean_candidates - 1)`` candidates, at most
+    ``max_candidates``; the last query is cut short so the rows add up to ``n``.
+    """
+    sizes = np.zeros(0, dtype=np.int64)
+    while sizes.sum() < n:
+        batch = int(n / cfg.mean_candidates) + 16
+        draw = 1 + rng.poisson(cfg.mean_candidates - 1, size=batch)
+        sizes = np.concatenate([sizes, np.minimum(draw, cfg.max_candidates)])
+    ends = np.cumsum(sizes)
+    last = int(np.searchsorted(ends, n))  # first query whose rows reach n
+    sizes = sizes[: last + 1].copy()
+    sizes[-1] -= ends[last] - n
     return np.repeat(np.arange(len(sizes)), sizes)
+
+
+def _teacher_prob(
+    world: _World, cfg: DataConfig, i: int, z: np.ndarray,
+    true_logit: np.ndarray, query_shift: np.ndarray, rng: np.random.Generator,
+) -> np.ndarray:
+    """Soft labels of a generic, miscalibrated teacher, of shape (n,).
+
+    It blurs the scenario's own function towards the seen scenarios' average,
+    errs on the logit scale, and is over- or under-confident and shifted per
+    scenario.
+    """
+    s = SCENARIOS[i]
+    g = cfg.teacher_genericness
+    generic = world.scale[i] * _generic_score(world, cfg, z) + world.teacher_bias[i]
+    blurred = (1 - g) * true_logit + g * (generic + query_shift)
+    noisy = blurred + s.teacher_noise * rng.standard_normal(len(z))
+    return _sigmoid(s.teacher_temperature * noisy + s.teacher_shift)
+
+
+def _llm_label(
+    i: int, relevance_prob: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Binary LLM labels: a draw from the truth, flipped at the scenario's rate."""
+    truth = rng.random(len(relevance_prob)) < relevance_prob
+    flip = rng.random(len(relevance_prob)) < SCENARIOS[i].llm_flip
+    return (truth ^ flip).astype(np.int64)
+
+
+def _test_label(relevance_prob: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Binary test labels: a draw from the truth."""
+    return (rng.random(len(relevance_prob)) < relevance_prob).astype(np.int64)
 
 
 def _scenario_rows(
     world: _World, cfg: DataConfig, split: str, i: int, n: int, seed: int,
 ) -> pd.DataFrame:
+    """Rows of scenario ``i`` in ``split``; ``"audit"`` gets all three labels."""
     s = SCENARIOS[i]
-    split_code = SPLITS.index(split) + 1
-    rng = np.random.default_rng(np.random.SeedSequence([seed, split_code, i + 1]))
+    code = _AUDIT_CODE if split == "audit" else SPLITS.index(split) + 1
+    rng = np.random.default_rng(np.random.SeedSequence([seed, code, i + 1]))
     query = _queries(n, cfg, rng)
     z = _latents(world, i, n, rng, query_of_row=query)
 
@@ -327,7 +473,7 @@ def _scenario_rows(
         + world.bias[i]
         + q_effect[query]
     )
-    relevance_prob = 1.0 / (1.0 + np.exp(-true_logit))
+    relevance_prob = _sigmoid(true_logit)
 
     # What the extractors report; silent extractors report their default, 0.
     x = F.observe(z, rng)
@@ -339,24 +485,16 @@ def _scenario_rows(
     frame["task_id"] = np.int64(s.task_id)
     frame["relevance_prob"] = relevance_prob.astype(np.float32)
 
-    if split == "teacher_train":
-        # A generic, miscalibrated teacher: it blurs the scenario's own function
-        # towards the seen average and errs on the logit scale.
-        g = cfg.teacher_genericness
-        generic = world.scale[i] * _generic_score(world, cfg, z)
-        generic += world.teacher_bias[i]
-        blurred = (1 - g) * true_logit + g * (generic + q_effect[query])
-        noisy = blurred + s.teacher_noise * rng.standard_normal(n)
-        teacher_logit = s.teacher_temperature * noisy + s.teacher_shift
-        frame["teacher_prob"] = (1.0 / (1.0 + np.exp(-teacher_logit))).astype(
-            np.float32
+    # The label sources of this split, in a fixed order of random draws.
+    if split in ("teacher_train", "audit"):
+        teacher = _teacher_prob(
+            world, cfg, i, z, true_logit, q_effect[query], rng
         )
-    elif split in ("llm_train", "calibration"):
-        truth = rng.random(n) < relevance_prob
-        flip = rng.random(n) < s.llm_flip
-        frame["llm_label"] = (truth ^ flip).astype(np.int64)
-    else:
-        frame["label"] = (rng.random(n) < relevance_prob).astype(np.int64)
+        frame["teacher_prob"] = teacher.astype(np.float32)
+    if split in ("llm_train", "calibration", "audit"):
+        frame["llm_label"] = _llm_label(i, relevance_prob, rng)
+    if split in ("test", "audit"):
+        frame["label"] = _test_label(relevance_prob, rng)
     return frame
 
 
@@ -369,42 +507,92 @@ def _split_counts(total: int, shares: np.ndarray) -> np.ndarray:
     return counts
 
 
-def generate_split(
-    split: str, cfg: DataConfig, seed: int, world: _World | None = None
-) -> pd.DataFrame:
-    """Generate one split as a data frame (see :func:`generate`)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
-    world = world if world is not None else _draw_world(cfg, seed)
-    if split == "test":
-        shares = np.array([s.test_share for s in SCENARIOS])
-    else:
-        shares = np.array([s.train_share for s in SCENARIOS])
-    counts = _split_counts(cfg.sizes[split], shares)
-    parts = []
+def target_rows(cfg: DataConfig) -> dict[str, dict[str, int]]:
+    """Rows of every scenario in every split, as the story's shares dictate.
+
+    Training and calibration splits follow ``train_share`` (zero for the unseen
+    scenarios), the test split ``test_share``; a split's rows add up exactly to
+    its size in ``cfg.sizes``.
+
+    Returns
+    -------
+    dict
+        ``{split: {scenario: rows}}``, every scenario listed, zeros included.
+    """
+    out = {}
+    for split in SPLITS:
+        attr = "test_share" if split == "test" else "train_share"
+        shares = np.array([getattr(s, attr) for s in SCENARIOS])
+        counts = _split_counts(cfg.sizes[split], shares)
+        out[split] = {s.name: int(n) for s, n in zip(SCENARIOS, counts)}
+    return out
+
+
+def _concat_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Stack scenarios' rows, with query IDs made unique within the stack."""
     offset = 0
-    for i, n in enumerate(counts):
-        if n == 0:
-            continue
-        part = _scenario_rows(world, cfg, split, i, int(n), seed)
-        part["query_id"] += offset  # query IDs unique within the split
+    for part in parts:
+        part["query_id"] += offset
         offset = int(part["query_id"].max()) + 1
-        parts.append(part)
     frame = pd.concat(parts, ignore_index=True)
     frame["scenario"] = pd.Categorical(frame["scenario"], categories=SCENARIO_NAMES)
     return frame
+
+
+def generate_split(
+    split: str, cfg: DataConfig, seed: int, world: _World | None = None,
+    *, bar=None,
+) -> pd.DataFrame:
+    """Generate one split as a data frame (see :func:`generate`).
+
+    Parameters
+    ----------
+    split : str
+        One of ``SPLITS``.
+    cfg : DataConfig
+        Sizes and story parameters.
+    seed : int
+        Seed of the data set.
+    world : optional
+        The seed's drawn world, to share between splits; drawn when omitted.
+    bar : tqdm progress bar, optional
+        Advanced once per scenario.
+
+    Returns
+    -------
+    DataFrame
+        One row per query-ad pair, scenarios in order, candidates of a query
+        adjacent, query IDs unique within the split.
+
+    Raises
+    ------
+    ValueError
+        If ``split`` is not one of ``SPLITS``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
+    world = world if world is not None else _draw_world(cfg, seed)
+    parts = []
+    for i, n in enumerate(target_rows(cfg)[split].values()):
+        if n == 0:
+            continue
+        parts.append(_scenario_rows(world, cfg, split, i, n, seed))
+        if bar is not None:
+            bar.update(1)
+    return _concat_parts(parts)
 
 
 @dataclass
 class SyntheticData:
     """The four splits, the configuration that made them, and their fingerprint."""
 
-    splits: dict[str, pd.DataFrame]
-    config: DataConfig
-    seed: int
-    fingerprint: str
+    splits: dict[str, pd.DataFrame]  # split name -> one row per query-ad pair
+    config: DataConfig  # the configuration that generated the splits
+    seed: int  # the seed that generated the splits
+    fingerprint: str  # content hash of the splits (see fingerprint_frames)
     weights: np.ndarray  # (11, 23) the scenarios' relevance weights
     target_corr: np.ndarray  # (11, 11) target cosine between those weights
+    folder: Path | None = None  # where the data set is saved, once it is
 
     def __getitem__(self, split: str) -> pd.DataFrame:
         if split not in self.splits:
@@ -413,7 +601,14 @@ class SyntheticData:
 
 
 def fingerprint_frames(frames: dict[str, pd.DataFrame]) -> str:
-    """A content hash of the splits: equal data gives an equal fingerprint."""
+    """A content hash of the splits: equal data gives an equal fingerprint.
+
+    The hash covers every value bit for bit. The same seed, configuration and
+    library versions give the same fingerprint on one machine; another CPU may
+    round some floating-point operations (BLAS kernels, vectorised math)
+    differently and so change it. That matters only when comparing data sets
+    across machines, and the data card lists it under the data's limits.
+    """
     h = hashlib.sha256()
     for split in sorted(frames):
         frame = frames[split]
@@ -430,6 +625,19 @@ def fingerprint_frames(frames: dict[str, pd.DataFrame]) -> str:
     return h.hexdigest()[:16]
 
 
+def _check_seed(seed) -> int:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    return int(seed)
+
+
+def _check_cfg(cfg) -> DataConfig:
+    cfg = cfg if cfg is not None else DataConfig()
+    if not isinstance(cfg, DataConfig):
+        raise TypeError(f"cfg must be a DataConfig; got {type(cfg).__name__}")
+    return cfg
+
+
 def generate(
     cfg: DataConfig | None = None, seed: int = 0, *, progress: bool = False
 ) -> SyntheticData:
@@ -441,9 +649,9 @@ def generate(
         Sizes and story parameters; the `default` profile when omitted.
     seed : int
         Seed of every random draw; the same seed and configuration give the same
-        data, and so the same fingerprint.
+        data, and so the same fingerprint, with the same library versions.
     progress : bool
-        Show a progress bar over the splits.
+        Show a progress bar that advances once per scenario of each split.
 
     Returns
     -------
@@ -456,55 +664,27 @@ def generate(
     ------
     ValueError
         If ``seed`` is not a non-negative integer.
+    TypeError
+        If ``cfg`` is not a :class:`DataConfig`.
     """
-    cfg = cfg if cfg is not None else DataConfig()
-    if not isinstance(cfg, DataConfig):
-        raise TypeError(f"cfg must be a DataConfig; got {type(cfg).__name__}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
-    from tqdm.auto import tqdm
+    cfg = _check_cfg(cfg)
+    seed = _check_seed(seed)
+    from tqdm import tqdm
 
-    world = _draw_world(cfg, int(seed))
+    rows = target_rows(cfg)
+    parts = sum(n > 0 for split in SPLITS for n in rows[split].values())
+    world = _draw_world(cfg, seed)
     frames = {}
-    for split in tqdm(SPLITS, desc="generating splits", disable=not progress):
-        frames[split] = generate_split(split, cfg, int(seed), world)
+    with tqdm(total=parts, desc="generating", unit="part",
+              disable=not progress) as bar:
+        for split in SPLITS:
+            bar.set_postfix_str(split)
+            frames[split] = generate_split(split, cfg, seed, world, bar=bar)
     return SyntheticData(
         splits=frames,
         config=cfg,
-        seed=int(seed),
+        seed=seed,
         fingerprint=fingerprint_frames(frames),
         weights=world.weights.copy(),
         target_corr=world.corr.copy(),
     )
-
-
-def data_card(data: SyntheticData) -> dict:
-    """A JSON-ready description of the data: story parameters and realised sizes."""
-    rows = {}
-    for split, frame in data.splits.items():
-        label = {"teacher_train": "teacher_prob", "test": "label"}.get(
-            split, "llm_label"
-        )
-        by = frame.groupby("scenario", observed=True)
-        rows[split] = {
-            name: {
-                "rows": int(len(g)),
-                "queries": int(g["query_id"].nunique()),
-                "label_mean": float(g[label].mean()),
-                "relevance_mean": float(g["relevance_prob"].mean()),
-            }
-            for name, g in by
-        }
-    return {
-        "seed": data.seed,
-        "fingerprint": data.fingerprint,
-        "config": asdict(data.config),
-        "features": [{"name": n, "kind": k} for n, k in F.FEATURES],
-        "task_id_column": "task_id (last column of the feature matrix)",
-        "scenarios": [
-            {**asdict(s), "missing": list(s.missing)} for s in SCENARIOS
-        ],
-        "seen": list(SEEN),
-        "target_correlation": data.target_corr.round(4).tolist(),
-        "splits": rows,
-    }

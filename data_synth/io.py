@@ -18,17 +18,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .generator import SPLITS, DataConfig, SyntheticData, data_card, generate
-
-_SOURCE_FILES = ("scenarios.py", "features.py", "generator.py")
+from .card import data_card, read_card
+from .generator import SPLITS, DataConfig, SyntheticData, generate
 
 
 def source_hash() -> str:
-    """Hash of the generator's source: a change to the story changes the key."""
+    """Hash of the package's source, part of every data set's key.
+
+    A change to the story or to the card changes the key, so a saved data set is
+    never older than the code that made it.
+    """
     h = hashlib.sha256()
-    here = Path(__file__).parent
-    for name in _SOURCE_FILES:
-        h.update((here / name).read_bytes())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -39,8 +42,21 @@ def dataset_key(cfg: DataConfig, seed: int) -> str:
     return f"seed{seed}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
+def _holds(folder: Path, fingerprint: str) -> bool:
+    """True when ``folder`` holds a complete data set with ``fingerprint``."""
+    card = folder / "data_card.json"
+    return card.exists() and json.loads(card.read_text())["fingerprint"] == (
+        fingerprint
+    )
+
+
 def save(data: SyntheticData, out: str | os.PathLike) -> Path:
     """Write ``data`` into folder ``out`` atomically and return the folder.
+
+    The splits are written as parquet files, the card as ``data_card.json`` and
+    the relevance weights as ``relevance_weights.npy``. Saving into a folder
+    that already holds the same data (same fingerprint) does nothing, also when
+    another process finishes writing it first.
 
     Raises
     ------
@@ -49,10 +65,8 @@ def save(data: SyntheticData, out: str | os.PathLike) -> Path:
     """
     out = Path(out)
     if out.exists():
-        card = out / "data_card.json"
-        if card.exists() and json.loads(card.read_text())["fingerprint"] == (
-            data.fingerprint
-        ):
+        if _holds(out, data.fingerprint):
+            data.folder = out
             return out
         raise FileExistsError(
             f"out folder {str(out)!r} already exists and holds other data; "
@@ -65,10 +79,17 @@ def save(data: SyntheticData, out: str | os.PathLike) -> Path:
             frame.to_parquet(tmp / f"{split}.parquet", index=False)
         (tmp / "data_card.json").write_text(json.dumps(data_card(data), indent=2))
         np.save(tmp / "relevance_weights.npy", data.weights)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            # Another process wrote the same data set first: keep its copy.
+            if not _holds(out, data.fingerprint):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    data.folder = out
     return out
 
 
@@ -81,12 +102,7 @@ def load(folder: str | os.PathLike) -> SyntheticData:
         If ``folder`` lacks a split or the data card.
     """
     folder = Path(folder)
-    card_path = folder / "data_card.json"
-    if not card_path.exists():
-        raise FileNotFoundError(
-            f"{str(folder)!r} holds no data_card.json: not a generated data set"
-        )
-    card = json.loads(card_path.read_text())
+    card = read_card(folder)
     splits = {}
     for split in SPLITS:
         path = folder / f"{split}.parquet"
@@ -100,13 +116,31 @@ def load(folder: str | os.PathLike) -> SyntheticData:
         fingerprint=card["fingerprint"],
         weights=np.load(folder / "relevance_weights.npy"),
         target_corr=np.asarray(card["target_correlation"]),
+        folder=folder,
     )
 
 
 def load_or_generate(
     cfg: DataConfig, seed: int, root: str | os.PathLike, *, progress: bool = False
 ) -> SyntheticData:
-    """Load the data set for ``(cfg, seed)`` under ``root``, generating it once."""
+    """Load the data set for ``(cfg, seed)`` under ``root``, generating it once.
+
+    Parameters
+    ----------
+    cfg : DataConfig
+        Sizes and story parameters.
+    seed : int
+        Seed of the data set.
+    root : path
+        Folder of data sets; this one lives in ``root / dataset_key(cfg, seed)``.
+    progress : bool
+        Show a progress bar when the data set has to be generated.
+
+    Returns
+    -------
+    SyntheticData
+        With ``folder`` set to where the data set is saved.
+    """
     folder = Path(root) / dataset_key(cfg, seed)
     if (folder / "data_card.json").exists():
         return load(folder)
