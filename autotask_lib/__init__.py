@@ -6,6 +6,7 @@ experiment cache and the figures of the book.
 """
 
 from .baseline import BaselineConfig, MultiTaskDNN
+from .calibration import CalibrationWarning, ScenarioCalibrator, calibrate
 from .data import (
     PreparedData,
     Standardizer,
@@ -15,6 +16,13 @@ from .data import (
     group_blocks,
     prepare,
     random_blocks,
+)
+from .experiments import (
+    cache_summary,
+    fit_and_score,
+    load_data,
+    run_experiment,
+    run_metrics,
 )
 from .metrics import UndefinedMetricWarning, scenario_metrics, summarise
 from .model import AutoTask, AutoTaskConfig, count_parameters
@@ -29,6 +37,8 @@ from .train import (
 )
 
 __all__ = [
+    "CalibrationWarning", "ScenarioCalibrator", "cache_summary", "calibrate",
+    "fit_and_score", "load_data", "run_experiment", "run_metrics",
     "AutoTask", "AutoTaskConfig", "BaselineConfig", "MultiTaskDNN", "PROFILES",
     "PreparedData", "Profile", "Standardizer", "TaskTensors", "TrainConfig",
     "UndefinedMetricWarning", "count_parameters", "frame_to_tensors",

@@ -450,7 +450,7 @@ def _train_and_store(kind, model_cls, model_cfg, train_cfg, profile, seed, key,
     model = model_cls(model_cfg)
     history = train_two_stage(
         model, prepared["teacher_train"], prepared["llm_train"], train_cfg,
-        seed, progress=progress,
+        seed, progress=progress, device=profile.device,
     )
     scores = _score(kind, model, prepared)
     meta = {

@@ -175,6 +175,7 @@ def train_two_stage(
     seed: int,
     *,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> pd.DataFrame:
     """Train ``model`` on teacher soft labels, then fine-tune on LLM labels.
 
@@ -188,12 +189,16 @@ def train_two_stage(
         Seeds the shuffling; seed the model's initialisation before building it.
     progress : bool
         Show a progress bar over steps.
+    device : str or torch.device
+        Where to train ("cpu", "cuda", or "auto" for CUDA when present). The
+        model is moved back to the CPU when training ends.
 
     Returns
     -------
     DataFrame
         One row per epoch: stage, epoch, mean training loss, rows per second.
     """
+    device = resolve_device(device)
     if len(teacher) == 0 or len(llm) == 0:
         raise ValueError("teacher and llm splits must both hold rows")
     loss_fn = _loss_fn(model)
@@ -209,7 +214,7 @@ def train_two_stage(
     bar = tqdm(total=total, desc=f"training {type(model).__name__}",
                disable=not progress, unit="step", mininterval=1.0)
     history = []
-    model.train()
+    model.to(device).train()
     for stage_no, (stage, split, epochs) in enumerate(stages):
         # Stage 2 is a fine-tuning run with a fresh optimiser.
         opt = torch.optim.Adam(parameter_groups(model, cfg), lr=cfg.lr,
@@ -225,6 +230,7 @@ def train_two_stage(
                 blocks = random_blocks(order[lo: lo + cfg.batch_size], t)
                 xb, valid = gather_blocks(split.x, blocks)  # (b', t, d), (b', t)
                 yb = split.target[torch.from_numpy(blocks).clamp(min=0)]  # (b', t)
+                xb, yb, valid = xb.to(device), yb.to(device), valid.to(device)
 
                 loss = loss_fn(model, xb, yb, valid)
                 opt.zero_grad(set_to_none=True)
@@ -243,8 +249,29 @@ def train_two_stage(
             bar.set_postfix(stage=stage, loss=f"{history[-1]['loss']:.4f}")
             log.info("%s epoch %d: loss %.4f", stage, epoch + 1, history[-1]["loss"])
     bar.close()
-    model.eval()
+    model.to("cpu").eval()
     return pd.DataFrame(history)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` becomes CUDA when present and the CPU otherwise.
+
+    Raises
+    ------
+    ValueError
+        If CUDA is asked for and not present, or the name is unknown.
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"device must be 'cpu', 'cuda' or 'auto'; got {device!r}"
+        ) from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device is 'cuda' but no CUDA device is present")
+    return device
 
 
 # ---------------------------------------------------------------------------

@@ -111,3 +111,16 @@ def test_fit_and_score_refuses_bad_kind_and_config(tiny_data):
         fit_and_score("gbdt", AutoTaskConfig(), prof, 0, data=tiny_data)
     with pytest.raises(TypeError, match="must be a BaselineConfig"):
         fit_and_score("baseline", AutoTaskConfig(), prof, 0, data=tiny_data)
+
+
+def test_device_names_resolve_or_are_refused():
+    from autotask_lib.train import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'auto'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device is present"):
+            resolve_device("cuda")
