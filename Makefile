@@ -52,7 +52,7 @@ $(CHROMIUM):
 
 book: $(STAMP) $(MATHJAX)
 	@start=$$(date +%s); \
-	AUTOTASK_PROFILE=$${AUTOTASK_PROFILE:-default} $(BIN)/jupyter-book build book/ \
+	AUTOTASK_PROFILE=$${AUTOTASK_PROFILE:-default} $(BIN)/jupyter-book build --all book/ \
 	&& echo "Built in $$(( $$(date +%s) - start )) s on the $${AUTOTASK_PROFILE:-default} profile." \
 	&& echo "The book is at $(CURDIR)/book/_build/html/index.html"
 

@@ -38,6 +38,7 @@ import shutil
 import socket
 import tempfile
 import time
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -90,6 +91,10 @@ _EVENTS: Counter = Counter()
 # ---------------------------------------------------------------------------
 # Where things live
 # ---------------------------------------------------------------------------
+
+
+class CacheWarning(UserWarning):
+    """A cache entry could not be read and is computed again."""
 
 
 def repo_root() -> Path:
@@ -430,12 +435,24 @@ def fit_and_score(
                                         folder, progress)
 
     log.info("loading cached run %s", folder.name)
+    try:
+        meta = json.loads((folder / "run.json").read_text())
+        model = model_cls(model_cfg)
+        model.load_state_dict(load_file(folder / "model.safetensors"))
+        model.eval()
+        scores = pd.read_parquet(folder / "scores.parquet")
+    except Exception as err:  # a damaged cache entry is retrained, not trusted
+        warnings.warn(
+            f"cached run {str(folder)!r} is unreadable ({type(err).__name__}: "
+            f"{err}); it is moved aside and the model is trained again",
+            CacheWarning, stacklevel=2,
+        )
+        with _key_lock(profile, folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
+            return _train_and_store(kind, model_cls, model_cfg, train_cfg,
+                                    profile, seed, key, src, prepared,
+                                    folder, progress)
     _EVENTS["run", "loaded", folder.name] += 1
-    meta = json.loads((folder / "run.json").read_text())
-    model = model_cls(model_cfg)
-    model.load_state_dict(load_file(folder / "model.safetensors"))
-    model.eval()
-    scores = pd.read_parquet(folder / "scores.parquet")
     return Run(kind, seed, key, model, _split_scores(scores, "test"),
                pd.DataFrame(meta["history"]), folder,
                _split_scores(scores, "calibration"))

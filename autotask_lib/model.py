@@ -594,6 +594,7 @@ class AutoTask(nn.Module):
         task_id = x[..., -1].round().long()
         if task_id.numel() and (
             task_id.min() < 0 or task_id.max() >= self.cfg.num_tasks
+            or bool((x[..., -1] != task_id).any())
         ):
             raise ValueError(
                 f"task IDs (last column of x) must be integers in [0, "
@@ -638,6 +639,10 @@ class AutoTask(nn.Module):
         """
         self._check_input(x, valid)
         b, t, d = x.shape
+        if valid is not None:
+            # Padded slots hold no data: zero them so that nothing in them,
+            # not even a NaN, can reach a real row through the attention.
+            x = x.masked_fill(~valid[..., None], 0.0)  # (b', t, d)
         values, task_id = task_id_inputs(x, self.cfg)  # (b', t, d), (b', t)
 
         # Facet 1 treats every row on its own: fold the block axis into the batch.

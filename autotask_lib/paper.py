@@ -21,7 +21,9 @@ def paper_table(number: int) -> pd.DataFrame:
     ValueError
         If ``number`` is not 1, 2 or 3.
     """
-    if number not in (1, 2, 3):
+    if isinstance(number, bool) or number not in (1, 2, 3) or not isinstance(
+        number, int
+    ):
         raise ValueError(f"number must be 1, 2 or 3; got {number!r}")
     tables = paper_tables()
     return tables[tables["table"] == f"table{number}"].reset_index(drop=True)

@@ -233,6 +233,13 @@ def train_two_stage(
                 xb, yb, valid = xb.to(device), yb.to(device), valid.to(device)
 
                 loss = loss_fn(model, xb, yb, valid)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"training diverged: the {stage} loss became "
+                        f"{loss.item()} in epoch {epoch + 1}; lower lr "
+                        f"(got {cfg.lr}) or check the inputs for non-finite "
+                        "values"
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

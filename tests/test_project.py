@@ -71,3 +71,9 @@ def test_every_notebook_is_in_the_book_and_has_a_parameters_cell():
         code = [c for c in cells if c["cell_type"] == "code"]
         assert "parameters" in code[0].get("metadata", {}).get("tags", []), nb.name
         assert not any(c.get("outputs") for c in code), f"{nb.name} has outputs"
+
+
+@pytest.mark.parametrize("bad", [1.0, True, "1"])
+def test_paper_table_refuses_non_integer_numbers(bad):
+    with pytest.raises(ValueError, match="number must be 1, 2 or 3"):
+        paper_table(bad)

@@ -124,3 +124,53 @@ def test_device_names_resolve_or_are_refused():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device is present"):
             resolve_device("cuda")
+
+
+def test_fractional_task_ids_are_refused():
+    x = torch.randn(1, 3, 24)
+    x[..., -1] = torch.tensor([1.0, 2.5, 3.0])
+    with pytest.raises(ValueError, match="task IDs .* must be integers"):
+        AutoTask()(x)
+
+
+def test_nothing_in_a_padded_slot_reaches_the_real_rows():
+    model = AutoTask(AutoTaskConfig(attention="full")).eval()
+    x = torch.randn(1, 4, 24)
+    x[..., -1] = 1.0
+    valid = torch.tensor([[True, True, True, False]])
+    clean = model(x, valid)[0, :3]
+    x[0, 3, :-1] = float("nan")
+    dirty = model(x, valid)[0, :3]
+    assert torch.isfinite(dirty).all()
+    assert torch.allclose(clean, dirty)
+
+
+def test_divergent_training_stops_with_a_clear_error(tiny_data):
+    p = prepare(tiny_data)
+    cfg = TrainConfig(lr=float("inf"), batch_size=64, epochs_teacher=1,
+                      epochs_llm=0)
+    with pytest.raises(FloatingPointError, match="training diverged"):
+        train_two_stage(AutoTask(), p["teacher_train"], p["llm_train"], cfg,
+                        seed=0, progress=False)
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "run.json",
+                                     "scores.parquet"])
+def test_a_damaged_cache_entry_is_trained_again(tiny_data, damaged):
+    from autotask_lib.experiments import CacheWarning
+
+    prof = dataclasses.replace(
+        get_profile("smoke"), train=TrainConfig(batch_size=64, epochs_teacher=1,
+                                                epochs_llm=1))
+    p = prepare(tiny_data)
+    first = fit_and_score("baseline", BaselineConfig(), prof, 0, prepared=p,
+                          progress=False)
+    (first.folder / damaged).write_bytes(b"not what it should be")
+    with pytest.warns(CacheWarning, match="unreadable"):
+        again = fit_and_score("baseline", BaselineConfig(), prof, 0, prepared=p,
+                              progress=False)
+    np.testing.assert_array_equal(again.scores["baseline_general"],
+                                  first.scores["baseline_general"])
+    third = fit_and_score("baseline", BaselineConfig(), prof, 0, prepared=p,
+                          progress=False)
+    assert third.key == first.key
