@@ -231,3 +231,140 @@ def plot_reliability(
     for ax in axes[:, 0]:
         ax.set_ylabel("observed rate of relevant", fontsize=8)
     return fig
+
+
+def plot_gains_vs_paper(
+    gains: pd.DataFrame,
+    paper_gains: pd.DataFrame | None,
+    labels: dict[str, str],
+    *,
+    scenarios: list[str],
+    metrics: tuple[str, ...] = ("roc_auc",),
+    unseen: tuple[str, ...] = (),
+    column: str | None = None,
+):
+    """Paired gains per scenario with their intervals, beside the paper's gains.
+
+    Parameters
+    ----------
+    gains : DataFrame
+        From :func:`autotask_lib.tables.paired_summary`: a name column, then
+        ``scenario, metric, mean, lo, hi`` in [0, 1] units (shown in points).
+    paper_gains : DataFrame or None
+        The paper's gains in points: the same name column, ``scenario,
+        metric, value``; drawn as hollow squares where the paper has them.
+    labels : dict
+        Name in ``gains`` -> legend label, in drawing order.
+    scenarios : list of str
+        Scenarios in display order.
+    metrics : tuple of str
+        One panel per metric, top to bottom.
+    unseen : tuple of str
+        Scenarios to shade as unseen in training.
+    column : str, optional
+        The name column; see :func:`autotask_lib.tables.name_column`.
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    col = name_column(gains, column)
+    with_paper = paper_gains is not None and not paper_gains.empty
+    ours = {k: f"{v}: ours" if with_paper else v for k, v in labels.items()}
+    fig = plot_variants(gains, ours, scenarios=scenarios, metrics=metrics,
+                        unseen=unseen, column=col, zero_line=True, ylabels={
+                            m: f"gain in {METRIC_LABELS.get(m, m)} points"
+                            .replace(" (%)", "") for m in metrics})
+    if not with_paper:
+        return fig
+    colours = _colours()
+    x = np.arange(len(scenarios))
+    width = 0.8 / max(1, len(labels))
+    for ax, metric in zip(fig.axes, metrics):
+        for k, name in enumerate(labels):
+            p = paper_gains[(paper_gains[col] == name)
+                            & (paper_gains["metric"] == metric)]
+            if p.empty:
+                continue
+            p = p.set_index("scenario").reindex(scenarios)["value"]
+            offset = (k - (len(labels) - 1) / 2) * width
+            ax.plot(x + offset, p.to_numpy(), "s", mfc="none", ms=8,
+                    color=colours[k % len(colours)],
+                    label=f"{labels[name]}: paper")
+    fig.axes[0].legend(ncol=2, fontsize=8)
+    return fig
+
+
+def plot_forest(
+    table: pd.DataFrame,
+    *,
+    label: str = "label",
+    colour_by: str | None = None,
+    colours: dict[str, str] | None = None,
+    paper: str | None = None,
+    scale: float = 100.0,
+    xlabel: str = "difference (points)",
+    ax=None,
+):
+    """Differences with their 95% intervals, one row each, top to bottom.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per difference: ``mean, lo, hi`` (multiplied by ``scale``
+        for display) and the columns named below.
+    label : str
+        The column of row labels.
+    colour_by : str, optional
+        A column whose values pick each row's colour (through ``colours``)
+        and make up the legend.
+    colours : dict, optional
+        Value of ``colour_by`` -> colour; the colour cycle when omitted.
+    paper : str, optional
+        A column of the paper's value of each difference, already in display
+        units, drawn as a hollow square where it is not NaN.
+    scale : float
+        Display units per unit of ``mean, lo, hi``.
+    xlabel : str
+    ax : matplotlib Axes, optional
+        Draw here instead of in a new figure.
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    missing = [c for c in ("mean", "lo", "hi", label, colour_by, paper)
+               if c is not None and c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks the columns {missing}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.8 + 0.24 * len(table)),
+                             constrained_layout=True)
+    y = -np.arange(len(table))
+    keys = table[colour_by].tolist() if colour_by else [None] * len(table)
+    cycle = _colours()
+    lookup = dict(colours or {})
+    for key in dict.fromkeys(keys):
+        lookup.setdefault(key, cycle[len(lookup) % len(cycle)])
+    mean = scale * table["mean"].to_numpy(dtype=float)
+    lo = scale * table["lo"].to_numpy(dtype=float)
+    hi = scale * table["hi"].to_numpy(dtype=float)
+    for key in dict.fromkeys(keys):
+        m = np.array([k == key for k in keys])
+        err = np.nan_to_num(np.vstack([mean[m] - lo[m], hi[m] - mean[m]]))
+        ax.errorbar(mean[m], y[m], xerr=err, fmt="o", color=lookup[key],
+                    capsize=3, label=key)
+    if paper is not None:
+        p = table[paper].to_numpy(dtype=float)
+        keep = ~np.isnan(p)
+        if keep.any():
+            ax.plot(p[keep], y[keep], "s", mfc="none", ms=8, color="0.3",
+                    label="paper")
+    ax.axvline(0.0, color="0.3", lw=0.8)
+    ax.set_yticks(y, table[label].tolist(), fontsize=8)
+    ax.set_ylim(y.min() - 0.7, 0.7)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
+    return ax.figure
