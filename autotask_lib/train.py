@@ -38,6 +38,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # Adam weight decay (the paper gives none)
     lr_facet1: float | None = None  # facet 1's learning rate; None: lr (4.3.2)
     lr_facet2: float | None = None  # facet 2's learning rate; None: lr (4.3.2)
+    task_id_dropout: float = 0.0  # chance a training row's task ID becomes 0
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -55,6 +56,12 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer; got {v!r}")
+        p = self.task_id_dropout
+        if (not isinstance(p, (int, float)) or isinstance(p, bool)
+                or not 0 <= p < 1):
+            raise ValueError(
+                f"task_id_dropout must be a number in [0, 1); got {p!r}"
+            )
         if self.weight_decay < 0:
             raise ValueError(
                 f"weight_decay must be non-negative; got {self.weight_decay!r}"
@@ -112,9 +119,30 @@ def _loss_fn(model: nn.Module):
         return _autotask_loss
     if isinstance(model, MultiTaskDNN):
         return _baseline_loss
+    if callable(getattr(model, "row_loss", None)):
+        # Any other row-wise model that says how it learns from a batch of rows.
+        return lambda m, xb, yb, valid: m.row_loss(xb[valid], yb[valid])
     raise TypeError(
-        f"model must be AutoTask or MultiTaskDNN; got {type(model).__name__}"
+        "model must be AutoTask, MultiTaskDNN or a module with a "
+        f"row_loss(x, y) method; got {type(model).__name__}"
     )
+
+
+def drop_task_ids(
+    xb: torch.Tensor, valid: torch.Tensor, p: float, gen: torch.Generator
+) -> torch.Tensor:
+    """Replace each real row's task ID by 0 ("unknown") with probability ``p``.
+
+    Task-ID dropout teaches the model what to do with the unknown slot that
+    unseen scenarios are given at inference (the paper sets their ID to 0,
+    section 4.2.1, a slot that plain training never visits). ``xb`` (b', t, d)
+    is changed in place and returned; with ``p == 0`` nothing is drawn from
+    ``gen``.
+    """
+    if p > 0:
+        drop = (torch.rand(valid.shape, generator=gen) < p) & valid.cpu()
+        xb[..., -1][drop.to(xb.device)] = 0.0
+    return xb
 
 
 # ---------------------------------------------------------------------------
@@ -224,11 +252,15 @@ def train_two_stage(
                 int(seed) * 1_000_003 + stage_no * 1_009 + epoch
             )
             order = torch.randperm(len(split), generator=gen).numpy()
+            drop_gen = torch.Generator().manual_seed(
+                int(seed) * 7_919 + stage_no * 104_729 + epoch + 1
+            )
             start, losses, weights = time.perf_counter(), [], []
             for lo in range(0, len(split), cfg.batch_size):
                 # Random mixed-scenario blocks of t rows (paper section 3.3).
                 blocks = random_blocks(order[lo: lo + cfg.batch_size], t)
                 xb, valid = gather_blocks(split.x, blocks)  # (b', t, d), (b', t)
+                xb = drop_task_ids(xb, valid, cfg.task_id_dropout, drop_gen)
                 yb = split.target[torch.from_numpy(blocks).clamp(min=0)]  # (b', t)
                 xb, yb, valid = xb.to(device), yb.to(device), valid.to(device)
 

@@ -174,3 +174,43 @@ def test_a_damaged_cache_entry_is_trained_again(tiny_data, damaged):
     third = fit_and_score("baseline", BaselineConfig(), prof, 0, prepared=p,
                           progress=False)
     assert third.key == first.key
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_unknown_task_slot_learns_only_with_task_id_dropout(tiny_data, dropout):
+    # Training rows carry IDs 1..9 only, so the one-hot slot of ID 0 (the
+    # unseen scenarios' slot) gets gradient only when task IDs are dropped.
+    p = prepare(tiny_data)
+    assert int(p["teacher_train"].task_id.min()) >= 1
+    model = AutoTask()
+    slot = 1  # column 0 of a facet-1 token is the value, column 1 is ID 0
+    before = model.facet1.tok_emb.weight[:, slot].detach().clone()
+    others = model.facet1.tok_emb.weight[:, slot + 1].detach().clone()
+    train_two_stage(
+        model, p["teacher_train"], p["llm_train"],
+        TrainConfig(batch_size=64, epochs_teacher=1, epochs_llm=1,
+                    task_id_dropout=dropout), seed=0, progress=False,
+    )
+    after = model.facet1.tok_emb.weight[:, slot].detach()
+    assert not torch.equal(model.facet1.tok_emb.weight[:, slot + 1], others)
+    assert torch.equal(after, before) == (dropout == 0.0)
+
+
+def test_task_id_dropout_is_validated_and_seeded(tiny_data):
+    with pytest.raises(ValueError, match=r"task_id_dropout must be .*got 1.0"):
+        TrainConfig(task_id_dropout=1.0)
+    with pytest.raises(ValueError, match="task_id_dropout"):
+        TrainConfig(task_id_dropout=-0.1)
+    p = prepare(tiny_data)
+    cfg = TrainConfig(batch_size=64, epochs_teacher=1, epochs_llm=0,
+                      task_id_dropout=0.2)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        model = AutoTask()
+        train_two_stage(model, p["teacher_train"], p["llm_train"], cfg, seed=4,
+                        progress=False)
+        runs.append(predict_autotask(model, p["test"]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    # The split's own tensors are never changed by the dropout.
+    assert int(p["teacher_train"].task_id.min()) >= 1
