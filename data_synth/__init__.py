@@ -39,7 +39,15 @@ from .generator import (
     target_correlation,
     target_rows,
 )
-from .io import dataset_key, load, load_or_generate, save
+from .io import (
+    DamagedDataSetError,
+    DataSetChangedWarning,
+    clean_stale_temporaries,
+    dataset_key,
+    load,
+    load_or_generate,
+    save,
+)
 from .scenarios import (
     FAMILIES,
     NUM_TASK_SLOTS,
@@ -55,7 +63,8 @@ __all__ = [
     "FAMILIES", "FEATURES", "FEATURE_DESCRIPTIONS", "FEATURE_KINDS",
     "FEATURE_NAMES", "LABEL_COLUMNS", "LIMITS", "NUM_FEATURES", "NUM_TASK_SLOTS",
     "PROFILE_SIZES", "SCENARIOS", "SCENARIO_NAMES", "SEEN", "SPLITS", "UNSEEN",
-    "DataConfig", "SyntheticData", "card_check", "card_targets",
+    "DamagedDataSetError", "DataConfig", "DataSetChangedWarning",
+    "SyntheticData", "card_check", "clean_stale_temporaries", "card_targets",
     "config_for_profile", "data_card", "dataset_key", "fingerprint_frames",
     "generate", "label_audit", "load", "load_or_generate", "rate_tolerance",
     "read_card", "relatedness_sweep", "relevance_correlation", "save",

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from .generator import PROFILE_SIZES, SPLITS, config_for_profile, generate
 from .io import save
@@ -67,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_out(out: Path) -> None:
+    # A new folder or an empty one; a data set there is checked by save().
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {str(out)!r} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "data_card.json").exists():
+        raise FileExistsError(
+            f"--out folder {str(out)!r} already holds other files; choose an "
+            "empty or new folder"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (errors exit with 2)."""
     parser = build_parser()
@@ -83,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.rows:
             overrides["sizes"] = _parse_rows(args.rows)
         cfg = config_for_profile(args.profile, **overrides)
+        _check_out(Path(args.out))  # before the work, not after it
         data = generate(cfg, args.seed, progress=not args.quiet)
         folder = save(data, args.out)
-    except (ValueError, TypeError, FileExistsError) as err:
+    except (ValueError, TypeError, OSError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     rows = ", ".join(f"{split} {len(data[split]):,}" for split in SPLITS)
     print(f"wrote {folder} (fingerprint {data.fingerprint}): {rows} rows")

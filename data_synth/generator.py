@@ -20,6 +20,7 @@ The story, step by step (the data chapter of the book tells it in full):
 from __future__ import annotations
 
 import hashlib
+import math
 import numbers
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -128,6 +129,8 @@ def _check_number(name: str, value, lo: float, hi: float | None = None) -> None:
     """Raise if ``value`` is not a real number in [lo, hi] (hi None: no bound)."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(f"{name} must be a real number; got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
     if hi is None:
         if not value >= lo:
             rule = "non-negative" if lo == 0 else f"at least {lo}"
@@ -625,6 +628,46 @@ def fingerprint_frames(frames: dict[str, pd.DataFrame]) -> str:
     return h.hexdigest()[:16]
 
 
+# Peak memory of generation per row, measured with all four splits (about 120
+# bytes per row are kept in the frames; the draws in between take the rest).
+PEAK_BYTES_PER_ROW = 700
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process can still take: the lower of free RAM and the
+    cgroup's limit; None where neither can be read."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            value = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if value != "max":
+            limits.append(int(value) - used)
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+def _check_memory(cfg: DataConfig) -> None:
+    rows = sum(int(n) for n in cfg.sizes.values())
+    need = rows * PEAK_BYTES_PER_ROW
+    have = available_memory_bytes()
+    if have is not None and need > have:
+        raise ValueError(
+            f"sizes ask for {rows:,} rows, which need about {need / 2**30:.1f} "
+            f"GiB while generating; this machine has {have / 2**30:.1f} GiB "
+            "free. Ask for fewer rows."
+        )
+
+
 def _check_seed(seed) -> int:
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
@@ -663,12 +706,14 @@ def generate(
     Raises
     ------
     ValueError
-        If ``seed`` is not a non-negative integer.
+        If ``seed`` is not a non-negative integer, or the sizes need more
+        memory than the machine has free.
     TypeError
         If ``cfg`` is not a :class:`DataConfig`.
     """
     cfg = _check_cfg(cfg)
     seed = _check_seed(seed)
+    _check_memory(cfg)
     from tqdm import tqdm
 
     rows = target_rows(cfg)

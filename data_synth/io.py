@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,7 +24,12 @@ import numpy as np
 import pandas as pd
 
 from .card import data_card, read_card
-from .generator import SPLITS, DataConfig, SyntheticData, generate
+from .generator import SPLITS, DataConfig, SyntheticData, fingerprint_frames, generate
+
+log = logging.getLogger(__name__)
+
+# A temporary folder older than this is stale whoever made it.
+STALE_AFTER_S = 3600.0
 
 
 def source_hash() -> str:
@@ -44,10 +54,69 @@ def dataset_key(cfg: DataConfig, seed: int) -> str:
 
 def _holds(folder: Path, fingerprint: str) -> bool:
     """True when ``folder`` holds a complete data set with ``fingerprint``."""
-    card = folder / "data_card.json"
-    return card.exists() and json.loads(card.read_text())["fingerprint"] == (
-        fingerprint
-    )
+    try:
+        card = json.loads((folder / "data_card.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and card.get("fingerprint") == fingerprint
+
+
+# ---------------------------------------------------------------------------
+# Temporary folders of interrupted writes
+# ---------------------------------------------------------------------------
+
+
+def temporary_owner() -> str:
+    """``host-pid`` of this process, written into its temporary folders' names."""
+    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[^.]+$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temporaries(parent: str | os.PathLike) -> list[str]:
+    """Remove the temporary folders that interrupted writes left in ``parent``.
+
+    A temporary folder is dot-prefixed and names the host and process that made
+    it. It is stale when that process is gone from this host, or when it is
+    older than :data:`STALE_AFTER_S` whoever made it. Folders of live processes
+    (a write in progress) are left alone.
+
+    Returns
+    -------
+    list of str
+        Names of the removed folders.
+    """
+    parent = Path(parent)
+    removed = []
+    if not parent.is_dir():
+        return removed
+    host = temporary_owner().rsplit("-", 1)[0]
+    for entry in parent.iterdir():
+        m = _TEMP.match(entry.name)
+        if not (m and entry.is_dir()):
+            continue
+        try:
+            age = time.time() - entry.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        dead = m["host"] == host and not _pid_alive(int(m["pid"]))
+        if dead or age > STALE_AFTER_S:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+            log.info("removed the stale temporary folder %s", entry.name)
+    return removed
 
 
 def save(data: SyntheticData, out: str | os.PathLike) -> Path:
@@ -56,24 +125,40 @@ def save(data: SyntheticData, out: str | os.PathLike) -> Path:
     The splits are written as parquet files, the card as ``data_card.json`` and
     the relevance weights as ``relevance_weights.npy``. Saving into a folder
     that already holds the same data (same fingerprint) does nothing, also when
-    another process finishes writing it first.
+    another process finishes writing it first; an empty folder is filled.
+
+    The fingerprint is recomputed from the splits first, so a data set whose
+    frames were edited after generation is saved under its new content's
+    fingerprint (``data.fingerprint`` is updated).
 
     Raises
     ------
     FileExistsError
         If ``out`` exists and holds something other than this same data set.
+    NotADirectoryError
+        If ``out`` is a file.
     """
     out = Path(out)
+    data.fingerprint = fingerprint_frames(data.splits)
     if out.exists():
+        if not out.is_dir():
+            raise NotADirectoryError(
+                f"out {str(out)!r} is a file; give a folder to write the data "
+                "set into"
+            )
         if _holds(out, data.fingerprint):
             data.folder = out
             return out
-        raise FileExistsError(
-            f"out folder {str(out)!r} already exists and holds other data; "
-            "choose an empty or new folder"
-        )
+        if any(out.iterdir()):
+            raise FileExistsError(
+                f"out folder {str(out)!r} already holds other files; choose an "
+                "empty or new folder"
+            )
+        out.rmdir()  # empty: replaced by the complete data set below
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    clean_stale_temporaries(out.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{temporary_owner()}.",
+                                dir=out.parent))
     try:
         for split, frame in data.splits.items():
             frame.to_parquet(tmp / f"{split}.parquet", index=False)
@@ -96,28 +181,77 @@ def save(data: SyntheticData, out: str | os.PathLike) -> Path:
 def load(folder: str | os.PathLike) -> SyntheticData:
     """Read a data set written by :func:`save`.
 
+    The fingerprint is recomputed from the files' content. When it differs
+    from the one on the card (the files were edited after they were written),
+    the content's fingerprint is used, with a :class:`DataSetChangedWarning`,
+    so results computed on the edited data are never mistaken for results on
+    the original.
+
     Raises
     ------
     FileNotFoundError
-        If ``folder`` lacks a split or the data card.
+        If ``folder`` lacks a split, the data card or the relevance weights.
+    DamagedDataSetError
+        If a file is there but cannot be read.
     """
     folder = Path(folder)
-    card = read_card(folder)
+    try:
+        card = read_card(folder)
+        config = DataConfig(**card["config"])
+        seed, recorded = int(card["seed"]), card["fingerprint"]
+        target_corr = np.asarray(card["target_correlation"], dtype=float)
+    except FileNotFoundError:
+        raise
+    except (ValueError, KeyError, TypeError) as err:
+        raise DamagedDataSetError(
+            f"data set {str(folder)!r}: data_card.json cannot be read ({err})"
+        ) from err
     splits = {}
     for split in SPLITS:
         path = folder / f"{split}.parquet"
         if not path.exists():
             raise FileNotFoundError(f"data set {str(folder)!r} lacks {path.name}")
-        splits[split] = pd.read_parquet(path)
+        try:
+            splits[split] = pd.read_parquet(path)
+        except Exception as err:  # pyarrow raises several types on bad files
+            raise DamagedDataSetError(
+                f"data set {str(folder)!r}: {path.name} cannot be read ({err})"
+            ) from err
+    weights_path = folder / "relevance_weights.npy"
+    if not weights_path.exists():
+        raise FileNotFoundError(f"data set {str(folder)!r} lacks {weights_path.name}")
+    try:
+        weights = np.load(weights_path)
+    except (OSError, ValueError) as err:
+        raise DamagedDataSetError(
+            f"data set {str(folder)!r}: {weights_path.name} cannot be read ({err})"
+        ) from err
+    fingerprint = fingerprint_frames(splits)
+    if fingerprint != recorded:
+        warnings.warn(
+            f"data set {str(folder)!r} was changed after it was written: its "
+            f"content's fingerprint is {fingerprint}, the card says {recorded}; "
+            "using the content's",
+            DataSetChangedWarning,
+            stacklevel=2,
+        )
     return SyntheticData(
         splits=splits,
-        config=DataConfig(**card["config"]),
-        seed=int(card["seed"]),
-        fingerprint=card["fingerprint"],
-        weights=np.load(folder / "relevance_weights.npy"),
-        target_corr=np.asarray(card["target_correlation"]),
+        config=config,
+        seed=seed,
+        fingerprint=fingerprint,
+        weights=weights,
+        target_corr=target_corr,
         folder=folder,
     )
+
+
+class DamagedDataSetError(OSError):
+    """A data set's file exists but cannot be read."""
+
+
+class DataSetChangedWarning(UserWarning):
+    """A saved data set's files no longer match the fingerprint on its card."""
 
 
 def load_or_generate(
@@ -142,8 +276,32 @@ def load_or_generate(
         With ``folder`` set to where the data set is saved.
     """
     folder = Path(root) / dataset_key(cfg, seed)
-    if (folder / "data_card.json").exists():
-        return load(folder)
+    clean_stale_temporaries(folder.parent)
+    if folder.exists():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", DataSetChangedWarning)
+                return load(folder)
+        except (OSError, DataSetChangedWarning) as err:
+            # This folder is the generator's own cache: a damaged or edited
+            # copy is set aside and regenerated, never used.
+            warnings.warn(
+                f"regenerating the data set in {str(folder)!r}: {err}",
+                DataSetChangedWarning,
+                stacklevel=2,
+            )
+            _set_aside(folder)
     data = generate(cfg, seed, progress=progress)
     save(data, folder)
     return data
+
+
+def _set_aside(folder: Path) -> None:
+    # Rename first (atomic), then delete, so no reader sees a half-deleted set.
+    trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{temporary_owner()}.",
+                                  dir=folder.parent))
+    try:
+        os.replace(folder, trash / folder.name)
+    except FileNotFoundError:  # another process set it aside first
+        pass
+    shutil.rmtree(trash, ignore_errors=True)

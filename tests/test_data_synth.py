@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import data_synth as ds
+from data_synth import generator as ds_generator
 from data_synth import io as ds_io
 from data_synth.__main__ import main as cli_main
 
@@ -285,7 +286,10 @@ def test_label_audit_labels_the_same_pairs_with_all_three_sources():
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"relatedness": 1.5}, ValueError, r"relatedness must be in \[0, 1\]; got 1.5"),
     ({"relatedness": -0.1}, ValueError, r"relatedness must be in \[0, 1\]"),
-    ({"relatedness": float("nan")}, ValueError, "relatedness must be in"),
+    ({"relatedness": float("nan")}, ValueError,
+     "relatedness must be a finite number; got nan"),
+    ({"shift_scale": float("inf")}, ValueError,
+     "shift_scale must be a finite number; got inf"),
     ({"relatedness": "high"}, TypeError, "relatedness must be a real number"),
     ({"sizes": {**SMALL, "test": 0}}, ValueError,
      r"sizes\['test'\] must be a positive integer; got 0"),
@@ -345,8 +349,82 @@ def test_save_load_round_trip(tmp_path):
         pd.testing.assert_frame_equal(back[split], data[split])
     assert ds.read_card(folder)["fingerprint"] == data.fingerprint
     assert ds.save(data, folder) == folder  # the same data again: a no-op
-    with pytest.raises(FileExistsError, match="already exists and holds other"):
+    with pytest.raises(FileExistsError, match="already holds other files"):
         ds.save(ds.generate(small(), seed=3), folder)
+    assert ds.load(folder).fingerprint == data.fingerprint  # left as it was
+
+
+def test_save_fills_an_empty_folder_and_refuses_a_file(tmp_path):
+    data = ds.generate(small(), seed=2)
+    (tmp_path / "empty").mkdir()
+    assert ds.load(ds.save(data, tmp_path / "empty")).fingerprint == data.fingerprint
+    (tmp_path / "f").write_text("keep me")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        ds.save(data, tmp_path / "f")
+    assert (tmp_path / "f").read_text() == "keep me"
+
+
+def test_edited_splits_are_saved_and_loaded_under_their_own_fingerprint(tmp_path):
+    data = ds.generate(small(), seed=2)
+    original = data.fingerprint
+    data.splits["test"] = data["test"].iloc[:-5].copy()
+    folder = ds.save(data, tmp_path / "d")
+    assert data.fingerprint != original
+    assert ds.read_card(folder)["fingerprint"] == data.fingerprint
+    assert ds.load(folder).fingerprint == data.fingerprint
+    # An edit of a saved file is seen when loading, with a warning.
+    edited = pd.read_parquet(folder / "test.parquet")
+    edited.loc[0, "label"] = 1 - edited.loc[0, "label"]
+    edited.to_parquet(folder / "test.parquet", index=False)
+    with pytest.warns(ds.DataSetChangedWarning, match="changed after it was written"):
+        back = ds.load(folder)
+    assert back.fingerprint == ds.fingerprint_frames(back.splits) != data.fingerprint
+
+
+@pytest.mark.parametrize("damage", ["card_gone", "card_garbled", "split_garbled",
+                                    "weights_gone", "split_edited"])
+def test_load_or_generate_regenerates_a_damaged_data_set(tmp_path, damage):
+    cfg = small()
+    first = ds.load_or_generate(cfg, 4, tmp_path)
+    folder = first.folder
+    if damage == "card_gone":
+        (folder / "data_card.json").unlink()
+    elif damage == "card_garbled":
+        (folder / "data_card.json").write_text("{not json")
+    elif damage == "split_garbled":
+        (folder / "test.parquet").write_bytes(b"PAR1 broken")
+    elif damage == "weights_gone":
+        (folder / "relevance_weights.npy").unlink()
+    else:
+        frame = pd.read_parquet(folder / "test.parquet").iloc[:-1]
+        frame.to_parquet(folder / "test.parquet", index=False)
+    if damage in ("card_garbled", "split_garbled"):
+        with pytest.raises(ds.DamagedDataSetError, match="cannot be read"):
+            ds.load(folder)
+    with pytest.warns(ds.DataSetChangedWarning, match="regenerating the data set"):
+        again = ds.load_or_generate(cfg, 4, tmp_path)
+    assert again.fingerprint == first.fingerprint
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]
+    assert ds.load(folder).fingerprint == first.fingerprint
+
+
+def test_temporaries_of_a_killed_generation_are_cleaned(tmp_path):
+    host = ds_io.temporary_owner().rsplit("-", 1)[0]
+    dead = tmp_path / f".seed4-abc.{host}-99999999.x1y2"
+    alive = tmp_path / f".seed4-abc.{ds_io.temporary_owner()}.z3w4"
+    for folder in (dead, alive):
+        folder.mkdir()
+        (folder / "test.parquet").write_bytes(b"half written")
+    ds.load_or_generate(small(), 4, tmp_path)
+    assert not dead.exists() and alive.exists()
+
+
+def test_generation_larger_than_memory_is_refused_before_any_work(monkeypatch):
+    monkeypatch.setattr(ds_generator, "available_memory_bytes", lambda: 2**30)
+    huge = ds.DataConfig(sizes={**SMALL, "teacher_train": 10**9})
+    with pytest.raises(ValueError, match=r"sizes ask for 1,000,002,000 rows.*"
+                       r"1.0 GiB free"):
+        ds.generate(huge, seed=0)
 
 
 def test_save_keeps_the_copy_another_process_finished_first(tmp_path, monkeypatch):
@@ -409,6 +487,22 @@ def test_cli_refuses_bad_arguments(tmp_path, capsys, argv, match):
     assert err.value.code == 2
     assert re.search(match, capsys.readouterr().err)
     assert not out.exists()
+
+
+def test_cli_checks_the_out_folder_before_generating(tmp_path, capsys):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as err:
+        cli_main(["--profile", "smoke", "--quiet", "--out", str(busy)])
+    assert err.value.code == 2
+    assert "already holds other files" in capsys.readouterr().err
+    assert [p.name for p in busy.iterdir()] == ["notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_main(["--profile", "smoke", "--rows", "test=500", "--quiet",
+                     "--out", str(empty)]) == 0
+    assert len(ds.load(empty)["test"]) == 500
 
 
 def test_cli_needs_an_out_folder(capsys):
