@@ -60,6 +60,10 @@ class MultiTaskDNN(nn.Module):
 
     def __init__(self, cfg: BaselineConfig | None = None):
         super().__init__()
+        if cfg is not None and not isinstance(cfg, BaselineConfig):
+            raise TypeError(
+                f"cfg must be a BaselineConfig; got {type(cfg).__name__}"
+            )
         self.cfg = cfg if cfg is not None else BaselineConfig()
         c = self.cfg
         p = c.d - 1
@@ -86,8 +90,12 @@ class MultiTaskDNN(nn.Module):
         specific : tensor of shape (B, S)
             Each seen scenario branch's logits; column ``i`` is task ID ``i + 1``.
         """
-        if x.shape[-1] != self.cfg.d:
-            raise ValueError(f"x must have d={self.cfg.d} columns; got {x.shape[-1]}")
+        d = self.cfg.d
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[-1] != d:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x must be a tensor of shape (B, {d}); got {got}")
+        if x.dtype != torch.float32:
+            x = x.float()  # float64 or integer rows are read as float32
         h = self.shared(x[:, :-1])  # (B, shared[-1])
         general = self.general(h).squeeze(-1)  # (B,)
         specific = torch.cat([b(h) for b in self.branches], dim=-1)  # (B, S)
@@ -106,7 +114,18 @@ class MultiTaskDNN(nn.Module):
         Returns
         -------
         tensor of shape (B,)
+
+        Raises
+        ------
+        ValueError
+            If a task ID lies outside [0, num_tasks - 1].
         """
+        S = self.cfg.num_tasks - 1
+        if task_id.numel() and (task_id.min() < 0 or task_id.max() > S):
+            raise ValueError(
+                f"task_id must lie in [0, {S}]; got values from "
+                f"{task_id.min().item()} to {task_id.max().item()}"
+            )
         idx = (task_id - 1).clamp(min=0)
         out = specific.gather(1, idx[:, None]).squeeze(1)  # (B,)
         return torch.where(task_id > 0, out, torch.full_like(out, float("nan")))

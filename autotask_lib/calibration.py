@@ -57,8 +57,21 @@ def prob_to_logit(y_prob) -> np.ndarray:
     Returns
     -------
     float64 ndarray of shape (n,)
+
+    Raises
+    ------
+    ValueError
+        If a value is NaN or outside [0, 1].
     """
     p = np.asarray(y_prob)
+    if p.dtype.kind not in "fiub":
+        raise TypeError(f"y_prob must be numeric; got dtype {p.dtype}")
+    outside = ~((p >= 0) & (p <= 1))
+    if outside.any():
+        raise ValueError(
+            f"y_prob must hold probabilities in [0, 1]; got {int(outside.sum())} "
+            f"values outside, e.g. {float(p[outside].flat[0])!r}"
+        )
     bits = 24 if p.dtype == np.float32 else 53  # significand bits, as epsneg
     low = 150 if p.dtype == np.float32 else 1075  # beyond the smallest subnormal
     p = p.astype(np.float64)

@@ -23,6 +23,18 @@ import torch
 # ---------------------------------------------------------------------------
 
 
+def _check_finite(features: np.ndarray, names: list[str] | None = None) -> None:
+    """Raise on the first NaN or infinite value of an (n, p) array, naming it."""
+    bad = ~np.isfinite(features)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        where = f"column {names[col]!r}" if names else f"feature {col}"
+        raise ValueError(
+            f"features must be finite; {where} holds {features[row, col]} at "
+            f"row {row} ({int(bad.sum())} bad values)"
+        )
+
+
 @dataclass
 class Standardizer:
     """Zero mean, unit variance per feature, fitted on training rows only.
@@ -42,6 +54,7 @@ class Standardizer:
                 "features must be a non-empty array of shape (n, p); got shape "
                 f"{features.shape}"
             )
+        _check_finite(features)
         mean = features.mean(axis=0)
         std = features.std(axis=0)
         std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
@@ -55,6 +68,7 @@ class Standardizer:
                 f"features must have shape (n, {len(self.mean)}); got "
                 f"{features.shape}"
             )
+        _check_finite(features)
         return ((features - self.mean) / self.std).astype(np.float32)
 
 
@@ -83,6 +97,21 @@ class TaskTensors:
     target: torch.Tensor
     scenario: np.ndarray
     query_id: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.x, torch.Tensor) or self.x.dim() != 2:
+            got = (tuple(self.x.shape) if isinstance(self.x, torch.Tensor)
+                   else type(self.x).__name__)
+            raise ValueError(f"x must be a tensor of shape (n, d); got {got}")
+        n = len(self.x)
+        lengths = {"target": len(self.target), "scenario": len(self.scenario),
+                   "query_id": len(self.query_id)}
+        wrong = {k: v for k, v in lengths.items() if v != n}
+        if wrong:
+            raise ValueError(
+                f"target, scenario and query_id must each have one entry per row "
+                f"of x ({n} rows); got {wrong}"
+            )
 
     def __len__(self) -> int:
         return len(self.target)
@@ -146,16 +175,17 @@ def frame_to_tensors(
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ValueError(f"frame lacks the columns {missing}")
+    repeated = sorted({c for c in feature_columns if feature_columns.count(c) > 1})
+    if repeated:
+        raise ValueError(f"feature_columns names {repeated} more than once")
+    doubled = sorted({c for c in needed if (frame.columns == c).sum() > 1})
+    if doubled:
+        raise ValueError(f"frame has more than one column named {doubled}")
+    _check_task_ids(task_ids)
 
-    features = frame[feature_columns].to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(features)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(
-            f"features must be finite; column {feature_columns[col]!r} holds "
-            f"{features[row, col]} at row {row} ({int(bad.sum())} bad values)"
-        )
-    labels = frame[label_column].to_numpy(dtype=np.float64)
+    features = _numeric(frame, feature_columns, "feature")
+    _check_finite(features, feature_columns)
+    labels = _numeric(frame, [label_column], "label")[:, 0]
     if not np.all((labels >= 0) & (labels <= 1)):
         raise ValueError(
             f"{label_column} must hold values in [0, 1]; got values from "
@@ -165,6 +195,12 @@ def frame_to_tensors(
     if binary_labels and not np.all((labels == 0) | (labels == 1)):
         raise ValueError(f"{label_column} must hold binary labels 0 or 1")
 
+    if frame[scenario_column].isna().any():
+        row = int(np.flatnonzero(frame[scenario_column].isna().to_numpy())[0])
+        raise ValueError(
+            f"{scenario_column} must name a scenario on every row; row {row} is "
+            "empty"
+        )
     scenario = frame[scenario_column].astype(str).to_numpy()
     task_id = np.array([task_ids.get(s, 0) for s in scenario], dtype=np.float32)
     x = np.concatenate(
@@ -173,13 +209,45 @@ def frame_to_tensors(
     if query_column is None:
         query = np.arange(len(frame), dtype=np.int64)
     else:
-        query = frame[query_column].to_numpy(dtype=np.int64)
+        query = _numeric(frame, [query_column], "query")[:, 0]
+        if not np.all(np.isfinite(query) & (query == np.round(query))):
+            raise ValueError(
+                f"{query_column} must hold integer query IDs; got e.g. "
+                f"{query[~(np.isfinite(query) & (query == np.round(query)))][0]}"
+            )
+        query = query.astype(np.int64)
     return TaskTensors(
         x=torch.from_numpy(x),
         target=torch.from_numpy(labels.astype(np.float32)),
         scenario=scenario,
         query_id=query,
     )
+
+
+def _numeric(frame: pd.DataFrame, columns: list[str], what: str) -> np.ndarray:
+    """Columns of ``frame`` as float64 (n, len(columns)); names a non-numeric one."""
+    for c in columns:
+        col = frame[c]
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            raise ValueError(
+                f"{what} column {c!r} must be numeric; got dtype {col.dtype} "
+                f"(e.g. {col.iloc[0]!r})"
+            )
+    return frame[columns].to_numpy(dtype=np.float64)
+
+
+def _check_task_ids(task_ids) -> None:
+    if not isinstance(task_ids, dict):
+        raise TypeError(f"task_ids must be a dict; got {type(task_ids).__name__}")
+    for name, tid in task_ids.items():
+        if not isinstance(tid, (int, np.integer)) or isinstance(tid, bool) or tid < 1:
+            raise ValueError(
+                "task_ids must map each training scenario to an integer ID >= 1 "
+                f"(0 is kept for unseen scenarios); got {name!r}: {tid!r}"
+            )
+    ids = list(task_ids.values())
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"task_ids must give each scenario its own ID; got {task_ids}")
 
 
 @dataclass

@@ -178,10 +178,13 @@ def _scenario_rows(y_prob, scenario, name):
     if not mask.any():
         raise ValueError(f"scenario {name!r} has no rows to score")
     yp = y_prob[mask]
-    if np.isnan(yp).any():
+    bad = ~np.isfinite(yp)
+    if bad.any():
+        kinds = " and ".join(k for k, m in (("NaN", np.isnan(yp)),
+                                             ("inf", np.isinf(yp))) if m.any())
         raise ValueError(
-            f"y_prob holds NaN for scenario {name!r} "
-            f"({int(np.isnan(yp).sum())} of {len(yp)} rows)"
+            f"y_prob holds {kinds} for scenario {name!r} "
+            f"({int(bad.sum())} of {len(yp)} rows)"
         )
     return mask
 
@@ -344,6 +347,8 @@ def bootstrap_scenario_metrics(
         n_boot < 1
     ):
         raise ValueError(f"n_boot must be a positive integer; got {n_boot!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     y_true, y_prob, scenario = _check_scored_rows(y_true, y_prob, scenario)
     if "ece" in metrics:
         _check_binning(y_true, y_prob, n_bins)
@@ -378,7 +383,15 @@ def bootstrap_scenario_metrics(
 
 
 def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and a t-interval over seeds; the interval is NaN for one value."""
+    """Mean and a t-interval over seeds; the interval is NaN for one value.
+
+    Raises
+    ------
+    ValueError
+        If ``confidence`` is not strictly between 0 and 1.
+    """
+    if not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence!r}")
     v = np.asarray(values, dtype=np.float64)
     v = v[~np.isnan(v)]
     if len(v) == 0:

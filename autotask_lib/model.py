@@ -583,9 +583,16 @@ class AutoTask(nn.Module):
                 "x must be a tensor of shape (b', t, d); got "
                 f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
             )
-        _, t, d = x.shape
+        b, t, d = x.shape
         if d != self.cfg.d:
             raise ValueError(f"x must have d={self.cfg.d} columns; got {d}")
+        if b == 0 or t == 0:
+            raise ValueError(
+                "x must hold at least one block of at least one row; got shape "
+                f"{tuple(x.shape)}"
+            )
+        if x.dtype.is_complex or x.dtype == torch.bool:
+            raise ValueError(f"x must hold real numbers; got dtype {x.dtype}")
         if t > self.cfg.block_len:
             raise ValueError(
                 f"blocks may hold at most block_len={self.cfg.block_len} rows; "
@@ -634,11 +641,13 @@ class AutoTask(nn.Module):
         Raises
         ------
         ValueError
-            On a wrong shape, a task ID outside [0, N - 1], or padding before
-            a real row.
+            On a wrong shape, an empty block axis, a task ID outside
+            [0, N - 1], or padding before a real row.
         """
         self._check_input(x, valid)
         b, t, d = x.shape
+        if x.dtype != torch.float32:
+            x = x.float()  # float64 or integer rows are read as float32
         if valid is not None:
             # Padded slots hold no data: zero them so that nothing in them,
             # not even a NaN, can reach a real row through the attention.

@@ -69,8 +69,25 @@ def export_onnx(model: AutoTask | MultiTaskDNN, path: str | os.PathLike) -> Path
             module, (example,), str(tmp), input_names=["x"],
             output_names=["logits"], dynamic_axes=axes, dynamo=False,
         )
+    _write_shape_metadata(tmp, model)
     os.replace(tmp, path)
     return path
+
+
+def _write_shape_metadata(path: Path, model: AutoTask | MultiTaskDNN) -> None:
+    # The graph does not keep forward's input checks; the sizes they need travel
+    # in the file's metadata so that OnnxScorer can check inputs itself.
+    import onnx
+
+    proto = onnx.load(str(path))
+    meta = {"autotask.kind": type(model).__name__, "autotask.d": str(model.cfg.d),
+            "autotask.num_tasks": str(model.cfg.num_tasks)}
+    if isinstance(model, AutoTask):
+        meta["autotask.block_len"] = str(model.cfg.block_len)
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
 
 
 class OnnxScorer:
@@ -91,13 +108,62 @@ class OnnxScorer:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime's own error types
+            raise ValueError(
+                f"{str(path)!r} is not a readable ONNX model ({err})"
+            ) from err
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "autotask.d" not in meta:
+            raise ValueError(
+                f"{str(path)!r} was not written by export_onnx: it lacks the "
+                "model's sizes"
+            )
+        self.kind = meta["autotask.kind"]  # "AutoTask" or "MultiTaskDNN"
+        self.d = int(meta["autotask.d"])
+        self.num_tasks = int(meta["autotask.num_tasks"])
+        self.block_len = int(meta.get("autotask.block_len", 1))
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """Logits of ``x``, laid out as the exported model expects."""
+        """Logits of ``x``, laid out as the exported model expects.
+
+        Parameters
+        ----------
+        x : array of shape (blocks, t, d) for AutoTask, (rows, d) for the
+            baseline; the task ID is the last column.
+
+        Raises
+        ------
+        ValueError
+            On a wrong shape, an empty input, a block longer than
+            ``block_len``, non-finite values or task IDs outside
+            [0, num_tasks - 1].
+        """
         x = np.ascontiguousarray(x, dtype=np.float32)
+        autotask = self.kind == "AutoTask"
+        rank = 3 if autotask else 2
+        layout = "(blocks, t, d)" if autotask else "(rows, d)"
+        if x.ndim != rank or x.shape[-1] != self.d or x.size == 0:
+            raise ValueError(
+                f"x must be a non-empty array of shape {layout} with d={self.d}; "
+                f"got shape {x.shape}"
+            )
+        if autotask and x.shape[1] > self.block_len:
+            raise ValueError(
+                f"blocks may hold at most block_len={self.block_len} rows; got "
+                f"t={x.shape[1]}"
+            )
+        if not np.isfinite(x).all():
+            raise ValueError("x must be finite; got NaN or infinite values")
+        ids = x[..., -1]
+        if (ids != np.round(ids)).any() or ids.min() < 0 or ids.max() >= self.num_tasks:
+            raise ValueError(
+                f"task IDs (last column of x) must be integers in [0, "
+                f"{self.num_tasks - 1}]; got values from {ids.min()} to {ids.max()}"
+            )
         return self.session.run(None, {"x": x})[0]
 
 

@@ -74,14 +74,19 @@ def soft_bce_with_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Te
     Raises
     ------
     ValueError
-        If shapes differ or a target lies outside [0, 1].
+        If shapes differ, there are no rows, or a target lies outside [0, 1].
     """
+    target = torch.as_tensor(target)
+    if not target.is_floating_point():
+        target = target.to(logits.dtype)  # integer 0/1 labels are fine
     if logits.shape != target.shape:
         raise ValueError(
             f"logits and target must have the same shape; got {tuple(logits.shape)} "
             f"and {tuple(target.shape)}"
         )
-    if target.numel() and not bool(((target >= 0) & (target <= 1)).all()):
+    if logits.numel() == 0:
+        raise ValueError("logits and target are empty: there is no loss to take")
+    if not bool(((target >= 0) & (target <= 1)).all()):
         raise ValueError(
             f"target must lie in [0, 1]; got values from {target.min().item()} "
             f"to {target.max().item()}"
@@ -318,6 +323,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
 # ---------------------------------------------------------------------------
 
 
+def _check_batch(name: str, value) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+
+
 @torch.no_grad()
 def predict_autotask(
     model: AutoTask, split: TaskTensors, *, block_len: int | None = None,
@@ -339,6 +349,7 @@ def predict_autotask(
     -------
     float ndarray of shape (n,)
     """
+    _check_batch("batch_blocks", batch_blocks)
     t = model.cfg.block_len if block_len is None else block_len
     blocks = group_blocks(split.query_id, t)  # (b', t)
     model.eval()
@@ -363,6 +374,9 @@ def predict_baseline(
     own : float ndarray of shape (n,)
         The row's scenario branch; NaN for unseen scenarios (task ID 0).
     """
+    _check_batch("batch_rows", batch_rows)
+    if len(split) == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
     model.eval()
     general, own = [], []
     for lo in range(0, len(split), batch_rows):

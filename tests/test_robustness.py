@@ -1,0 +1,257 @@
+"""Bad input at every public entry point ends in an error that names it, and the
+same seed gives the same numbers in two fresh processes."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from autotask_lib import (AutoTask, AutoTaskConfig, MultiTaskDNN, Standardizer,
+                          TaskTensors, frame_to_tensors, predict_autotask,
+                          predict_baseline, prepare, soft_bce_with_logits)
+from autotask_lib.calibration import prob_to_logit
+from autotask_lib.metrics import (bootstrap_scenario_metrics, mean_interval,
+                                  scenario_metrics)
+from autotask_lib.serving import OnnxScorer, export_onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------
+# The loader
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loader_args(tiny_data):
+    p = prepare(tiny_data)
+    frame = tiny_data["test"].copy()
+    kw = dict(feature_columns=list(p.feature_columns), label_column="label",
+              standardizer=p.standardizer, task_ids=dict(p.task_ids))
+    return frame, kw
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda f, kw: f.assign(label=np.where(f["label"] > 0, "yes", "no")),
+     "label column 'label' must be numeric; got dtype"),
+    (lambda f, kw: f.assign(sim_brand="high"),
+     "feature column 'sim_brand' must be numeric"),
+    (lambda f, kw: f.assign(query_id=f["query_id"] + 0.5),
+     "query_id must hold integer query IDs; got e.g. 0.5"),
+    (lambda f, kw: f.assign(scenario=f["scenario"].astype(object).where(
+        f.index != 2, None)), "scenario must name a scenario on every row; row 2"),
+    (lambda f, kw: f.assign(sim_brand=np.where(f.index == 5, np.nan, 0.0)),
+     "'sim_brand' holds nan at row 5"),
+])
+def test_loader_names_the_bad_column(loader_args, edit, match):
+    frame, kw = loader_args
+    with pytest.raises(ValueError, match=match):
+        frame_to_tensors(edit(frame, kw), **kw)
+
+
+def test_loader_refuses_repeated_columns_and_bad_task_ids(loader_args):
+    frame, kw = loader_args
+    cols = kw["feature_columns"]
+    with pytest.raises(ValueError, match=r"names \['sim_brand'\] more than once"):
+        frame_to_tensors(frame, **{**kw, "feature_columns": [*cols, "sim_brand"]})
+    doubled = pd.concat([frame, frame[["label"]]], axis=1)
+    with pytest.raises(ValueError, match=r"more than one column named \['label'\]"):
+        frame_to_tensors(doubled, **kw)
+    for bad in (1.5, 0, -2, True):
+        ids = {**kw["task_ids"], "Hotel": bad}
+        with pytest.raises(ValueError, match=f"got 'Hotel': {bad!r}"):
+            frame_to_tensors(frame, **{**kw, "task_ids": ids})
+    twice = {**kw["task_ids"], "Hotel": kw["task_ids"]["Store"]}
+    with pytest.raises(ValueError, match="its own ID"):
+        frame_to_tensors(frame, **{**kw, "task_ids": twice})
+
+
+def test_standardizer_refuses_non_finite_rows():
+    with pytest.raises(ValueError, match="feature 1 holds nan at row 1"):
+        Standardizer.fit(np.array([[0.0, 1.0], [1.0, np.nan]]))
+    fitted = Standardizer.fit(np.array([[0.0, 1.0], [1.0, 3.0]]))
+    with pytest.raises(ValueError, match="feature 0 holds inf at row 0"):
+        fitted.transform(np.array([[np.inf, 1.0]]))
+
+
+def test_task_tensors_need_one_entry_per_row():
+    x = torch.zeros(5, 24)
+    with pytest.raises(ValueError, match=r"\(5 rows\); got \{'target': 3\}"):
+        TaskTensors(x=x, target=torch.zeros(3), scenario=np.array(["a"] * 5),
+                    query_id=np.arange(5))
+    with pytest.raises(ValueError, match=r"'query_id': 4"):
+        TaskTensors(x=x, target=torch.zeros(5), scenario=np.array(["a"] * 5),
+                    query_id=np.arange(4))
+    with pytest.raises(ValueError, match=r"x must be a tensor of shape \(n, d\)"):
+        TaskTensors(x=torch.zeros(5), target=torch.zeros(5),
+                    scenario=np.array(["a"] * 5), query_id=np.arange(5))
+
+
+# ---------------------------------------------------------------------------
+# The models, the loss and scoring
+# ---------------------------------------------------------------------------
+
+
+def test_forward_refuses_empty_blocks_and_reads_float64_as_float32():
+    model = AutoTask().eval()
+    for shape in [(2, 0, 24), (0, 4, 24)]:
+        with pytest.raises(ValueError, match="at least one block of at least one"):
+            model(torch.zeros(shape))
+    x = torch.randn(3, 5, 24)
+    x[..., -1] = torch.randint(0, 10, (3, 5)).float()
+    with torch.no_grad():
+        np.testing.assert_array_equal(model(x.double()).numpy(), model(x).numpy())
+    with pytest.raises(ValueError, match="real numbers; got dtype torch.bool"):
+        model(torch.zeros(1, 2, 24, dtype=torch.bool))
+
+
+def test_baseline_checks_its_config_inputs_and_task_ids():
+    with pytest.raises(TypeError, match="cfg must be a BaselineConfig; got Auto"):
+        MultiTaskDNN(AutoTaskConfig())
+    model = MultiTaskDNN().eval()
+    with pytest.raises(ValueError, match=r"shape \(B, 24\); got \(2, 3, 24\)"):
+        model(torch.zeros(2, 3, 24))
+    _, specific = model(torch.zeros(2, 24))
+    with pytest.raises(ValueError, match=r"task_id must lie in \[0, 9\]; got .* 42"):
+        model.own_branch_logits(specific, torch.tensor([1, 42]))
+
+
+def test_loss_takes_integer_labels_and_refuses_empty_input():
+    logits = torch.tensor([0.5, -0.5])
+    assert torch.allclose(soft_bce_with_logits(logits, torch.tensor([1, 0])),
+                          soft_bce_with_logits(logits, torch.tensor([1.0, 0.0])))
+    with pytest.raises(ValueError, match="empty: there is no loss"):
+        soft_bce_with_logits(torch.zeros(0), torch.zeros(0))
+
+
+def test_scoring_checks_batch_sizes_and_takes_empty_splits():
+    empty = TaskTensors(x=torch.zeros(0, 24), target=torch.zeros(0),
+                        scenario=np.array([], dtype=str),
+                        query_id=np.zeros(0, np.int64))
+    assert predict_autotask(AutoTask(), empty).shape == (0,)
+    general, own = predict_baseline(MultiTaskDNN(), empty)
+    assert general.shape == own.shape == (0,)
+    with pytest.raises(ValueError, match="batch_blocks must be a positive integer"):
+        predict_autotask(AutoTask(), empty, batch_blocks=0)
+    with pytest.raises(ValueError, match="batch_rows must be a positive integer"):
+        predict_baseline(MultiTaskDNN(), empty, batch_rows=-1)
+
+
+def test_onnx_scorer_checks_what_the_graph_cannot(tmp_path):
+    model = AutoTask().eval()
+    scorer = OnnxScorer(export_onnx(model, tmp_path / "m.onnx"))
+    assert (scorer.d, scorer.num_tasks, scorer.block_len) == (24, 10, 16)
+    x = np.zeros((1, 4, 24), np.float32)
+    for bad_id in (42, -1, 1.5):
+        x[..., -1] = bad_id
+        with pytest.raises(ValueError, match=r"integers in \[0, 9\]"):
+            scorer.logits(x)
+    with pytest.raises(ValueError, match="at most block_len=16 rows; got t=17"):
+        scorer.logits(np.zeros((1, 17, 24), np.float32))
+    with pytest.raises(ValueError, match=r"shape \(blocks, t, d\) with d=24"):
+        scorer.logits(np.zeros((4, 24), np.float32))
+    with pytest.raises(ValueError, match="must be finite"):
+        scorer.logits(np.full((1, 2, 24), np.nan, np.float32))
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a readable ONNX model"):
+        OnnxScorer(tmp_path / "junk.onnx")
+
+
+# ---------------------------------------------------------------------------
+# Metrics and calibration
+# ---------------------------------------------------------------------------
+
+
+def test_metric_inputs_are_checked():
+    y = np.array([0, 1, 0, 1])
+    scenario = np.array(["Hotel"] * 4)
+    with pytest.raises(ValueError, match="holds inf for scenario 'Hotel' "
+                       r"\(1 of 4 rows\)"):
+        scenario_metrics(y, np.array([0.1, 0.9, np.inf, 0.4]), scenario)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        bootstrap_scenario_metrics(y, np.array([0.1, 0.9, 0.2, 0.4]), scenario,
+                                   n_boot=3, seed=-1)
+    with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\); got 1.5"):
+        mean_interval([1.0, 2.0, 3.0], 1.5)
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]; got 1 values "
+                       "outside, e.g. 1.5"):
+        prob_to_logit(np.array([0.2, 1.5]))
+    with pytest.raises(ValueError, match="outside"):
+        prob_to_logit(np.array([np.nan]))
+
+
+# ---------------------------------------------------------------------------
+# Reproducibility and headless use
+# ---------------------------------------------------------------------------
+
+CHILD = textwrap.dedent("""
+    import json, sys
+    import torch
+    import data_synth as ds
+    from autotask_lib import (AutoTask, TrainConfig, predict_autotask, prepare,
+                              scenario_metrics, train_two_stage)
+    torch.set_num_threads(int(sys.argv[1]))
+    sizes = {"teacher_train": 1200, "llm_train": 600, "calibration": 300,
+             "test": 1500}
+    p = prepare(ds.generate(ds.DataConfig(sizes=sizes), seed=5))
+    torch.manual_seed(11)
+    model = AutoTask()
+    train_two_stage(model, p["teacher_train"], p["llm_train"],
+                    TrainConfig(batch_size=128, epochs_teacher=1, epochs_llm=1),
+                    seed=11, progress=False)
+    prob = predict_autotask(model, p["test"])
+    m = scenario_metrics(p["test"].target.numpy(), prob, p["test"].scenario)
+    print(json.dumps({"prob": prob.tolist(), "metrics": m.to_dict("records")}))
+""")
+
+
+def _fresh_process(tmp_path, threads):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run([sys.executable, str(script), str(threads)], env=env,
+                         capture_output=True, text=True, check=True, timeout=300)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_same_seed_and_threads_give_identical_numbers_in_fresh_processes(tmp_path):
+    first, second = (_fresh_process(tmp_path, 1) for _ in range(2))
+    assert first["prob"] == second["prob"]  # bit for bit
+    assert first["metrics"] == second["metrics"]
+    assert len(first["metrics"]) == 11 * 2
+
+
+def test_plots_need_no_display(tmp_path):
+    # A fresh process without DISPLAY or MPLBACKEND draws and saves a figure.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "MPLBACKEND", "WAYLAND_DISPLAY")}
+    code = textwrap.dedent(f"""
+        import matplotlib
+        import autotask_lib.plots
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        fig.savefig({str(tmp_path / 'f.png')!r})
+        print(matplotlib.get_backend())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, timeout=120)
+    assert out.stdout.strip().lower() in {"agg", "module://matplotlib_inline."
+                                          "backend_inline"}
+    assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_the_book_reexecutes_every_notebook_and_fails_on_any_cell_error():
+    config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
+    # "force": never serve outputs cached from older library code.
+    assert config["execute"]["execute_notebooks"] == "force"
+    assert config["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+    assert "--all" in (ROOT / "Makefile").read_text().split("book:")[1].split("\n\n")[0]
