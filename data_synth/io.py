@@ -206,26 +206,9 @@ def load(folder: str | os.PathLike) -> SyntheticData:
         raise DamagedDataSetError(
             f"data set {str(folder)!r}: data_card.json cannot be read ({err})"
         ) from err
-    splits = {}
-    for split in SPLITS:
-        path = folder / f"{split}.parquet"
-        if not path.exists():
-            raise FileNotFoundError(f"data set {str(folder)!r} lacks {path.name}")
-        try:
-            splits[split] = pd.read_parquet(path)
-        except Exception as err:  # pyarrow raises several types on bad files
-            raise DamagedDataSetError(
-                f"data set {str(folder)!r}: {path.name} cannot be read ({err})"
-            ) from err
-    weights_path = folder / "relevance_weights.npy"
-    if not weights_path.exists():
-        raise FileNotFoundError(f"data set {str(folder)!r} lacks {weights_path.name}")
-    try:
-        weights = np.load(weights_path)
-    except (OSError, ValueError) as err:
-        raise DamagedDataSetError(
-            f"data set {str(folder)!r}: {weights_path.name} cannot be read ({err})"
-        ) from err
+    splits = {split: _read(folder / f"{split}.parquet", pd.read_parquet)
+              for split in SPLITS}
+    weights = _read(folder / "relevance_weights.npy", np.load)
     fingerprint = fingerprint_frames(splits)
     if fingerprint != recorded:
         warnings.warn(
@@ -244,6 +227,18 @@ def load(folder: str | os.PathLike) -> SyntheticData:
         target_corr=target_corr,
         folder=folder,
     )
+
+
+def _read(path: Path, reader):
+    """``reader(path)``, with errors that name the data set and the file."""
+    if not path.exists():
+        raise FileNotFoundError(f"data set {str(path.parent)!r} lacks {path.name}")
+    try:
+        return reader(path)
+    except Exception as err:  # pyarrow and numpy raise several types on bad files
+        raise DamagedDataSetError(
+            f"data set {str(path.parent)!r}: {path.name} cannot be read ({err})"
+        ) from err
 
 
 class DamagedDataSetError(OSError):
