@@ -105,6 +105,13 @@ class OnnxScorer:
 
         if not Path(path).exists():
             raise FileNotFoundError(f"no ONNX file at {str(path)!r}")
+        cores = os.cpu_count() or 1
+        if (not isinstance(threads, (int, np.integer)) or isinstance(threads, bool)
+                or not 1 <= threads <= cores):
+            raise ValueError(
+                f"threads must be an integer from 1 to this machine's {cores} "
+                f"cores; got {threads!r}"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1

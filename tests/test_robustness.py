@@ -160,6 +160,9 @@ def test_onnx_scorer_checks_what_the_graph_cannot(tmp_path):
         scorer.logits(np.zeros((4, 24), np.float32))
     with pytest.raises(ValueError, match="must be finite"):
         scorer.logits(np.full((1, 2, 24), np.nan, np.float32))
+    for threads in (0, -2, "2", 2.7, 10**6):
+        with pytest.raises(ValueError, match=f"threads must be .* got {threads!r}"):
+            OnnxScorer(tmp_path / "m.onnx", threads=threads)
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not a readable ONNX model"):
         OnnxScorer(tmp_path / "junk.onnx")
