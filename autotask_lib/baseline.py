@@ -96,6 +96,12 @@ class MultiTaskDNN(nn.Module):
             raise ValueError(f"x must be a tensor of shape (B, {d}); got {got}")
         if x.dtype != torch.float32:
             x = x.float()  # float64 or integer rows are read as float32
+        bad = ~torch.isfinite(x).all(dim=-1)
+        if bool(bad.any()):
+            raise ValueError(
+                f"x must be finite; row {int(bad.nonzero()[0, 0])} holds NaN or "
+                f"inf ({int(bad.sum())} rows affected)"
+            )
         h = self.shared(x[:, :-1])  # (B, shared[-1])
         general = self.general(h).squeeze(-1)  # (B,)
         specific = torch.cat([b(h) for b in self.branches], dim=-1)  # (B, S)
@@ -121,6 +127,8 @@ class MultiTaskDNN(nn.Module):
             If a task ID lies outside [0, num_tasks - 1].
         """
         S = self.cfg.num_tasks - 1
+        if task_id.is_floating_point() or task_id.dtype == torch.bool:
+            raise TypeError(f"task_id must be an integer tensor; got {task_id.dtype}")
         if task_id.numel() and (task_id.min() < 0 or task_id.max() > S):
             raise ValueError(
                 f"task_id must lie in [0, {S}]; got values from "

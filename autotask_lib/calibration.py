@@ -264,6 +264,8 @@ class ScenarioCalibrator:
             On bad input (see :meth:`fit`), an unknown ``missing``, or a
             calibrator that was never fitted.
         """
+        if not isinstance(logit, (bool, np.bool_)):
+            raise TypeError(f"logit must be True or False; got {logit!r}")
         if missing not in ("keep", "nan"):
             raise ValueError(f"missing must be 'keep' or 'nan'; got {missing!r}")
         if self.fit_info_.empty:

@@ -39,11 +39,13 @@ def _check_finite(features: np.ndarray, names: list[str] | None = None) -> None:
 class Standardizer:
     """Zero mean, unit variance per feature, fitted on training rows only.
 
-    A constant feature has no spread to divide by; it standardises to 0.
+    A feature that is constant on the training rows (spread below 1e-9 of its
+    size) has nothing to divide by: its ``std`` is stored as 0 and it
+    standardises to 0 on every row, whatever value it later takes.
     """
 
     mean: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (p,)
-    std: np.ndarray = field(default_factory=lambda: np.ones(0))  # (p,)
+    std: np.ndarray = field(default_factory=lambda: np.ones(0))  # (p,); 0: constant
 
     @classmethod
     def fit(cls, features: np.ndarray) -> Standardizer:
@@ -55,13 +57,22 @@ class Standardizer:
                 f"{features.shape}"
             )
         _check_finite(features)
-        mean = features.mean(axis=0)
-        std = features.std(axis=0)
-        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        with np.errstate(over="ignore"):
+            mean = features.mean(axis=0)
+            std = features.std(axis=0)
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            col = int(np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))[0])
+            raise ValueError(
+                f"features are too large to standardise: feature {col} overflows "
+                "float64 when squared; rescale it first"
+            )
+        std = np.where(std > 1e-9 * np.maximum(1.0, np.abs(mean)), std, 0.0)
         return cls(mean=mean, std=std)
 
     def transform(self, features: np.ndarray) -> np.ndarray:
         """Standardise features of shape (n, p); returns float32 (n, p)."""
+        if len(self.mean) == 0:
+            raise ValueError("this Standardizer is not fitted; call Standardizer.fit")
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[1] != len(self.mean):
             raise ValueError(
@@ -69,7 +80,10 @@ class Standardizer:
                 f"{features.shape}"
             )
         _check_finite(features)
-        return ((features - self.mean) / self.std).astype(np.float32)
+        std = np.asarray(self.std, dtype=np.float64)
+        out = np.zeros_like(features)
+        np.divide(features - self.mean, std, out=out, where=std > 0)
+        return out.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -167,6 +181,12 @@ def frame_to_tensors(
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"frame must be a pandas DataFrame; got {type(frame).__name__}")
+    if isinstance(feature_columns, str) or not all(
+            isinstance(c, str) for c in feature_columns):
+        raise TypeError(
+            f"feature_columns must be a list of column names; got {feature_columns!r}"
+        )
+    feature_columns = list(feature_columns)
     if len(frame) == 0:
         raise ValueError("frame is empty: it must hold at least one row")
     needed = [*feature_columns, label_column, scenario_column]
@@ -332,6 +352,12 @@ def random_blocks(order: np.ndarray, t: int) -> np.ndarray:
         Row indices per block; the last block is padded with -1 at its end.
     """
     t = _check_block_len(t)
+    order = np.asarray(order)
+    if order.ndim != 1 or (order.size and order.dtype.kind not in "iu"):
+        raise ValueError(
+            "order must be a 1-D array of integer row indices; got dtype "
+            f"{order.dtype} and shape {order.shape}"
+        )
     n = len(order)
     n_blocks = -(-n // t)
     index = np.full(n_blocks * t, -1, dtype=np.int64)
@@ -378,6 +404,11 @@ def gather_blocks(
     real row see them.
     """
     index = torch.as_tensor(index)
+    if index.numel() and (index.min() < -1 or index.max() >= len(x)):
+        raise ValueError(
+            f"index must hold row numbers in [0, {len(x) - 1}] or -1 (padding); "
+            f"got values from {index.min().item()} to {index.max().item()}"
+        )
     valid = index >= 0  # (b', t)
     rows = x[index.clamp(min=0)]  # (b', t, d)
     return rows, valid

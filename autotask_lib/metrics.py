@@ -173,6 +173,17 @@ def _check_scored_rows(y_true, y_prob, scenario):
     return y_true, y_prob, scenario
 
 
+def _scenario_names(scenario: np.ndarray, scenarios) -> list[str]:
+    """The scenarios to score: those given, or every one present, in order."""
+    if scenarios is None:
+        return [str(s) for s in dict.fromkeys(scenario)]
+    if isinstance(scenarios, str) or len(scenarios) == 0:
+        raise ValueError(
+            f"scenarios must be a non-empty list of names; got {scenarios!r}"
+        )
+    return [str(s) for s in scenarios]
+
+
 def _scenario_rows(y_prob, scenario, name):
     mask = scenario == name
     if not mask.any():
@@ -223,8 +234,7 @@ def scenario_metrics(y_true, y_prob, scenario, *, scenarios=None,
     """
     metrics = _check_metrics(metrics)
     y_true, y_prob, scenario = _check_scored_rows(y_true, y_prob, scenario)
-    names = [str(s) for s in (dict.fromkeys(scenario) if scenarios is None
-                              else scenarios)]
+    names = _scenario_names(scenario, scenarios)
     rows = []
     for name in names:
         mask = _scenario_rows(y_prob, scenario, name)
@@ -352,8 +362,7 @@ def bootstrap_scenario_metrics(
     y_true, y_prob, scenario = _check_scored_rows(y_true, y_prob, scenario)
     if "ece" in metrics:
         _check_binning(y_true, y_prob, n_bins)
-    names = [str(s) for s in (dict.fromkeys(scenario) if scenarios is None
-                              else scenarios)]
+    names = _scenario_names(scenario, scenarios)
     frames = []
     for name in names:
         mask = _scenario_rows(y_prob, scenario, name)
@@ -457,12 +466,23 @@ def summarise(results: pd.DataFrame, by=("model", "scenario", "metric"), *,
     Raises
     ------
     ValueError
-        On missing columns or a confidence outside (0, 1).
+        On missing columns, a confidence outside (0, 1), or (when ``results``
+        has a ``seed`` column) more than one row for a seed in a group, which
+        would count rows as seeds.
     """
     by = tuple(by)
     missing = [c for c in (*by, "value") if c not in results.columns]
     if missing:
         raise ValueError(f"results lacks the columns {missing}")
+    if "seed" in results.columns and "seed" not in by and len(results):
+        counts = results.groupby([*by, "seed"], observed=True).size()
+        if (counts > 1).any():
+            key = counts[counts > 1].index[0]
+            raise ValueError(
+                f"results must hold one row per seed in each group of {list(by)}; "
+                f"got {int(counts.max())} rows for {dict(zip([*by, 'seed'], key))}. "
+                "Add the column that tells them apart to by, or average first"
+            )
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1); got {confidence!r}")
     spread = {} if replicates is None else _row_spread(replicates, by)

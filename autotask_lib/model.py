@@ -619,6 +619,17 @@ class AutoTask(nn.Module):
                     "valid must mark padding only after a block's real rows; "
                     "got a real row after padding"
                 )
+        # A NaN or inf in one real row would spread to every row of its block
+        # through the attention; padded slots are zeroed later and may hold any.
+        bad = ~torch.isfinite(x).all(dim=-1)  # (b', t)
+        if valid is not None:
+            bad &= valid
+        if bool(bad.any()):
+            block, row = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"x must be finite; block {block}, row {row} holds NaN or inf "
+                f"({int(bad.sum())} rows affected)"
+            )
 
     def facet_outputs(
         self, x: torch.Tensor, valid: torch.Tensor | None = None

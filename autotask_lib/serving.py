@@ -58,19 +58,27 @@ def export_onnx(model: AutoTask | MultiTaskDNN, path: str | os.PathLike) -> Path
         raise TypeError(
             f"model must be AutoTask or MultiTaskDNN; got {type(model).__name__}"
         )
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"path {str(path)!r} is a folder; give the ONNX file's name, e.g. "
+            f"{str(path / 'model.onnx')!r}"
+        )
     model.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    # Input checks in forward are Python conditions the tracer cannot record;
-    # it warns about each one. The exported graph simply omits them.
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(
-            module, (example,), str(tmp), input_names=["x"],
-            output_names=["logits"], dynamic_axes=axes, dynamo=False,
-        )
-    _write_shape_metadata(tmp, model)
-    os.replace(tmp, path)
+    try:
+        # Input checks in forward are Python conditions the tracer cannot
+        # record; it warns about each one. The exported graph omits them.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(
+                module, (example,), str(tmp), input_names=["x"],
+                output_names=["logits"], dynamic_axes=axes, dynamo=False,
+            )
+        _write_shape_metadata(tmp, model)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -189,6 +197,12 @@ def score_request(model: AutoTask, rows: torch.Tensor) -> torch.Tensor:
     -------
     tensor of shape (k,)
     """
+    if not isinstance(model, AutoTask):
+        raise TypeError(f"model must be an AutoTask; got {type(model).__name__}")
+    if not isinstance(rows, torch.Tensor):
+        raise TypeError(
+            f"rows must be a torch tensor of shape (k, d); got {type(rows).__name__}"
+        )
     if rows.ndim != 2:
         raise ValueError(f"rows must have shape (k, d); got {tuple(rows.shape)}")
     if not 1 <= len(rows) <= model.cfg.block_len:

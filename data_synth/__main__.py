@@ -29,6 +29,8 @@ def _parse_rows(items: list[str]) -> dict[str, int]:
                 f"--rows must be SPLIT=N with SPLIT one of {list(SPLITS)}; "
                 f"got {item!r}"
             )
+        if split in sizes:
+            raise ValueError(f"--rows names {split} twice; give each split once")
         try:
             sizes[split] = int(value)
         except ValueError:

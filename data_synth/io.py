@@ -24,7 +24,15 @@ import numpy as np
 import pandas as pd
 
 from .card import data_card, read_card
-from .generator import SPLITS, DataConfig, SyntheticData, fingerprint_frames, generate
+from .features import FEATURE_NAMES
+from .generator import (
+    LABEL_COLUMNS,
+    SPLITS,
+    DataConfig,
+    SyntheticData,
+    fingerprint_frames,
+    generate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +145,13 @@ def save(data: SyntheticData, out: str | os.PathLike) -> Path:
         If ``out`` exists and holds something other than this same data set.
     NotADirectoryError
         If ``out`` is a file.
+    ValueError
+        If a split is missing, or holds a non-finite feature or a label
+        outside [0, 1] (a data set that every later step would refuse).
     """
+    if not isinstance(data, SyntheticData):
+        raise TypeError(f"data must be a SyntheticData; got {type(data).__name__}")
+    _check_splits(data)
     out = Path(out)
     data.fingerprint = fingerprint_frames(data.splits)
     if out.exists():
@@ -167,15 +181,38 @@ def save(data: SyntheticData, out: str | os.PathLike) -> Path:
         try:
             os.replace(tmp, out)
         except OSError:
-            # Another process wrote the same data set first: keep its copy.
+            # Another process wrote a data set there first: keep its copy.
             if not _holds(out, data.fingerprint):
-                raise
+                raise FileExistsError(
+                    f"out folder {str(out)!r} was filled with other data by "
+                    "another process while this one was writing; choose "
+                    "another folder"
+                ) from None
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     data.folder = out
     return out
+
+
+def _check_splits(data: SyntheticData) -> None:
+    missing = [s for s in SPLITS if s not in data.splits]
+    if missing:
+        raise ValueError(f"data lacks the splits {missing}; a data set has {SPLITS}")
+    for split, frame in data.splits.items():
+        label = LABEL_COLUMNS[split]
+        absent = [c for c in (*FEATURE_NAMES, label) if c not in frame.columns]
+        if absent:
+            raise ValueError(f"split {split!r} lacks the columns {absent}")
+        feats = frame[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+        if not np.isfinite(feats).all():
+            raise ValueError(f"split {split!r} holds NaN or infinite features")
+        y = frame[label].to_numpy(dtype=np.float64)
+        if not ((y >= 0) & (y <= 1)).all():
+            raise ValueError(
+                f"split {split!r} holds {label} values outside [0, 1] or NaN"
+            )
 
 
 def load(folder: str | os.PathLike) -> SyntheticData:
@@ -209,6 +246,11 @@ def load(folder: str | os.PathLike) -> SyntheticData:
     splits = {split: _read(folder / f"{split}.parquet", pd.read_parquet)
               for split in SPLITS}
     weights = _read(folder / "relevance_weights.npy", np.load)
+    if weights.shape != (len(target_corr), len(FEATURE_NAMES)):
+        raise DamagedDataSetError(
+            f"data set {str(folder)!r}: relevance_weights.npy has shape "
+            f"{weights.shape}; expected ({len(target_corr)}, {len(FEATURE_NAMES)})"
+        )
     fingerprint = fingerprint_frames(splits)
     if fingerprint != recorded:
         warnings.warn(

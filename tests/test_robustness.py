@@ -258,3 +258,104 @@ def test_the_book_reexecutes_every_notebook_and_fails_on_any_cell_error():
     assert config["execute"]["execute_notebooks"] == "force"
     assert config["sphinx"]["config"]["nb_execution_raise_on_error"] is True
     assert "--all" in (ROOT / "Makefile").read_text().split("book:")[1].split("\n\n")[0]
+
+
+# ---------------------------------------------------------------------------
+# Found by trying the public API as a new user would
+# ---------------------------------------------------------------------------
+
+
+def test_a_non_finite_real_row_is_refused_but_padding_may_hold_anything():
+    model = AutoTask().eval()
+    x = torch.randn(2, 4, 24)
+    x[..., -1] = 1.0
+    x[0, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"x must be finite; block 0, row 2"):
+        model(x)
+    valid = torch.tensor([[True, True, False, False], [True] * 4])
+    with torch.no_grad():
+        out = model(x, valid)
+    assert torch.isfinite(out[valid]).all()
+    with pytest.raises(ValueError, match="x must be finite; row 1"):
+        MultiTaskDNN()(torch.tensor([[0.0] * 24, [float("inf")] * 24]))
+
+
+def test_constant_training_features_stay_zero_and_huge_ones_are_refused():
+    fitted = Standardizer.fit(np.c_[np.ones(10), np.arange(10.0)])
+    assert fitted.std[0] == 0
+    assert fitted.transform(np.array([[5.0, 0.0]]))[0, 0] == 0.0
+    near = Standardizer.fit(np.c_[1.0 + 1e-12 * np.arange(10), np.arange(10.0)])
+    assert near.transform(np.array([[7.0, 0.0]]))[0, 0] == 0.0
+    with pytest.raises(ValueError, match="too large to standardise: feature 0"):
+        Standardizer.fit(np.array([[1e300, 0.0], [-1e300, 1.0]]))
+    with pytest.raises(ValueError, match="not fitted"):
+        Standardizer().transform(np.zeros((1, 2)))
+
+
+def test_summary_refuses_to_count_rows_as_seeds():
+    results = pd.DataFrame({"model": "m", "metric": "roc_auc",
+                            "scenario": ["A", "B", "A", "B"], "seed": [0, 0, 1, 1],
+                            "value": [0.6, 0.7, 0.65, 0.75]})
+    from autotask_lib import summarise
+    with pytest.raises(ValueError, match="one row per seed .* 2 rows"):
+        summarise(results, by=("model", "metric"))
+    assert summarise(results)["n_seeds"].tolist() == [2, 2]
+
+
+def test_block_helpers_refuse_indices_they_cannot_mean():
+    from autotask_lib import gather_blocks, random_blocks
+    with pytest.raises(ValueError, match="integer row indices; got dtype float64"):
+        random_blocks(np.array([0.5, 1.5]), 4)
+    x = torch.zeros(3, 24)
+    for bad in ([[0, -5]], [[0, 3]]):
+        with pytest.raises(ValueError, match=r"row numbers in \[0, 2\] or -1"):
+            gather_blocks(x, np.array(bad))
+
+
+def test_export_onto_a_folder_is_refused_and_leaves_nothing(tmp_path):
+    (tmp_path / "dir.onnx").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        export_onnx(AutoTask(), tmp_path / "dir.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.onnx"]
+
+
+def test_other_type_mistakes_are_named(loader_args):
+    from autotask_lib import ScenarioCalibrator
+    from autotask_lib.serving import score_request
+    frame, kw = loader_args
+    with pytest.raises(TypeError, match="feature_columns must be a list"):
+        frame_to_tensors(frame, **{**kw, "feature_columns": "sim_brand"})
+    with pytest.raises(ValueError, match="scenarios must be a non-empty list"):
+        scenario_metrics(np.array([0, 1]), np.array([0.2, 0.8]),
+                         np.array(["A", "A"]), scenarios=[])
+    cal = ScenarioCalibrator().fit(np.array([0, 1, 0, 1]),
+                                   np.array([0.2, 0.7, 0.3, 0.9]), ["A"] * 4)
+    with pytest.raises(TypeError, match="logit must be True or False; got 'yes'"):
+        cal.transform(np.array([0.5]), ["A"], logit="yes")
+    with pytest.raises(TypeError, match="rows must be a torch tensor"):
+        score_request(AutoTask(), np.zeros((2, 24), np.float32))
+    with pytest.raises(TypeError, match="model must be an AutoTask; got Multi"):
+        score_request(MultiTaskDNN(), torch.zeros(2, 24))
+    with pytest.raises(TypeError, match="task_id must be an integer tensor"):
+        MultiTaskDNN().own_branch_logits(torch.zeros(2, 9), torch.tensor([1.0, 2.0]))
+
+
+def test_saving_checks_the_splits_and_loading_checks_the_weights(tmp_path):
+    import dataclasses
+
+    import data_synth as ds
+    sizes = {"teacher_train": 300, "llm_train": 200, "calibration": 100,
+             "test": 300}
+    data = ds.generate(ds.DataConfig(sizes=sizes), seed=1)
+    bad = dataclasses.replace(data, splits=dict(data.splits))
+    bad.splits["test"] = data["test"].assign(label=5)
+    with pytest.raises(ValueError, match=r"'test' holds label values outside"):
+        ds.save(bad, tmp_path / "bad")
+    del bad.splits["calibration"]
+    with pytest.raises(ValueError, match=r"lacks the splits \['calibration'\]"):
+        ds.save(bad, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    folder = ds.save(data, tmp_path / "ok")
+    np.save(folder / "relevance_weights.npy", np.zeros((3, 3)))
+    with pytest.raises(ds.DamagedDataSetError, match=r"shape \(3, 3\); expected"):
+        ds.load(folder)
