@@ -29,13 +29,13 @@ that each model was trained exactly once (:func:`training_log`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 import warnings
@@ -51,14 +51,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import data_synth
+from data_synth.io import STALE_AFTER_S, clean_stale_temporaries  # noqa: F401
+from data_synth.io import temporary_owner as _owner
 
 from .baseline import BaselineConfig, MultiTaskDNN
 from .calibration import METHODS as CALIBRATION_METHODS
 from .calibration import ScenarioCalibrator
-from .data import PreparedData, prepare
+from .data import (PreparedData, gather_blocks, group_blocks, prepare,
+                   random_blocks)
 from .metrics import (HIGHER_IS_BETTER, bootstrap_scenario_metrics,
                       reliability_curve, scenario_metrics, summarise)
 from .model import AutoTask, AutoTaskConfig
+from .peers import MMoE, PLE, MMoEConfig, PLEConfig, predict_peer
 from .profiles import Profile, get_profile
 from .train import TrainConfig, predict_autotask, predict_baseline, train_two_stage
 
@@ -69,21 +73,26 @@ except ImportError:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-KINDS = {"autotask": (AutoTask, AutoTaskConfig), "baseline": (MultiTaskDNN,
-                                                            BaselineConfig)}
+KINDS = {"autotask": (AutoTask, AutoTaskConfig),
+         "baseline": (MultiTaskDNN, BaselineConfig),
+         "mmoe": (MMoE, MMoEConfig),
+         "ple": (PLE, PLEConfig)}
 
-# Score columns of each kind of run; the first is the kind's main output.
+# Score columns of each kind of run; the first is the kind's main output. A
+# peer's main output is each row's own route (the general route for unseen
+# scenarios); ``<kind>_general`` is the general route for every row.
 OUTPUTS = {"autotask": ("autotask",),
-           "baseline": ("baseline_general", "baseline_specific")}
+           "baseline": ("baseline_general", "baseline_specific"),
+           "mmoe": ("mmoe", "mmoe_general"),
+           "ple": ("ple", "ple_general")}
+
+# The kinds scored row by row through :func:`autotask_lib.peers.predict_peer`.
+PEER_KINDS = ("mmoe", "ple")
 
 # Splits a run scores: calibration rows fit calibrators, test rows are reported.
 SCORED_SPLITS = ("calibration", "test")
 
-# A temporary folder older than this is stale whoever made it (a write takes
-# seconds).
-STALE_AFTER_S = 3600.0
-
-# What this process did with the cache: ("run" | "experiment", "trained" |
+# What this process did with the cache: ("run" | "experiment" | "table", "trained" |
 # "loaded" | "computed", name) -> count.
 _EVENTS: Counter = Counter()
 
@@ -138,55 +147,20 @@ def library_source_hash(folder: str | os.PathLike | None = None) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _owner() -> str:
-    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
-    return f"{host}-{os.getpid()}"
+def _checksums(folder: Path, names) -> dict[str, str]:
+    """SHA-256 of each named file in ``folder``, recorded when it is written."""
+    return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names}
 
 
-_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[^.]+$")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
-
-
-def clean_stale_temporaries(parent: Path) -> list[str]:
-    """Remove temporary folders that interrupted writes left in ``parent``.
-
-    A temporary folder is dot-prefixed and names the host and process that
-    made it. It is stale when that process is gone from this host, or when it
-    is older than an hour whoever made it. Folders of live processes (a write
-    in progress) are left alone.
-
-    Returns
-    -------
-    list of str
-        Names of the removed folders.
-    """
-    removed = []
-    if not parent.is_dir():
-        return removed
-    host = _owner().rsplit("-", 1)[0]
-    for entry in parent.iterdir():
-        m = _TEMP.match(entry.name)
-        if not (m and entry.is_dir()):
-            continue
-        try:
-            age = time.time() - entry.stat().st_mtime
-        except FileNotFoundError:
-            continue
-        dead = m["host"] == host and not _pid_alive(int(m["pid"]))
-        if dead or age > STALE_AFTER_S:
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry.name)
-            log.info("removed the stale temporary folder %s", entry.name)
-    return removed
+def _verify_checksums(folder: Path, meta: dict) -> None:
+    """Raise if a file of a cache entry changed after it was written."""
+    recorded = meta.get("checksums")
+    if not isinstance(recorded, dict) or not recorded:
+        raise ValueError("the entry records no checksums")
+    now = _checksums(folder, recorded)
+    changed = sorted(n for n in recorded if now[n] != recorded[n])
+    if changed:
+        raise ValueError(f"{changed} changed after the entry was written")
 
 
 def _write_atomic_dir(folder: Path, write) -> None:
@@ -267,8 +241,8 @@ def cache_events() -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        ``what`` (``run`` or ``experiment``), ``action`` (``trained``,
-        ``loaded`` or ``computed``), ``name`` and ``count``.
+        ``what`` (``run``, ``experiment`` or ``table``), ``action``
+        (``trained``, ``loaded`` or ``computed``), ``name`` and ``count``.
     """
     rows = [{"what": w, "action": a, "name": n, "count": c}
             for (w, a, n), c in _EVENTS.items()]
@@ -315,7 +289,7 @@ def cache_summary(profile: Profile | str | None = None) -> str:
 class Run:
     """A trained model and its scores on the calibration and test splits."""
 
-    kind: str  # "autotask" or "baseline"
+    kind: str  # "autotask", "baseline", "mmoe" or "ple"
     seed: int  # the model seed: initialisation and shuffles
     key: str  # hash of everything that determines the run
     model: torch.nn.Module  # the trained model, in eval mode
@@ -352,6 +326,9 @@ def _score(kind: str, model, prepared: PreparedData) -> pd.DataFrame:
         })
         if kind == "autotask":
             scores["autotask"] = predict_autotask(model, rows)
+        elif kind in PEER_KINDS:
+            scores[kind] = predict_peer(model, rows)
+            scores[f"{kind}_general"] = predict_peer(model, rows, route="general")
         else:
             general, own = predict_baseline(model, rows)
             scores["baseline_general"] = general
@@ -393,8 +370,11 @@ def fit_and_score(
 
     Parameters
     ----------
-    kind : {"autotask", "baseline"}
-    model_cfg : AutoTaskConfig or BaselineConfig
+    kind : {"autotask", "baseline", "mmoe", "ple"}
+        The model: AutoTask, the multi-task DNN baseline, or one of the peer
+        baselines of :mod:`autotask_lib.peers`.
+    model_cfg : AutoTaskConfig, BaselineConfig, MMoEConfig or PLEConfig
+        The kind's config.
     profile : Profile
         Data, training schedule and where artifacts live.
     seed : int
@@ -402,7 +382,8 @@ def fit_and_score(
     data, prepared : optional
         The profile's data set and its tensors, to avoid reloading them.
     train_cfg : TrainConfig, optional
-        Overrides the profile's training config.
+        Overrides the profile's training config; every field, such as
+        ``task_id_dropout``, is part of the run's key.
     progress : bool
         Show a progress bar while training.
 
@@ -418,6 +399,18 @@ def fit_and_score(
         On a config that does not belong to the kind.
     """
     model_cls, _ = _check_kind_and_config(kind, model_cfg)
+    if not isinstance(profile, Profile):
+        raise TypeError(
+            f"profile must be a Profile (get_profile({profile!r}) makes one); "
+            f"got {type(profile).__name__}"
+        )
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    seed = int(seed)
+    if train_cfg is not None and not isinstance(train_cfg, TrainConfig):
+        raise TypeError(
+            f"train_cfg must be a TrainConfig or None; got {type(train_cfg).__name__}"
+        )
     train_cfg = profile.train if train_cfg is None else train_cfg
     if prepared is None:
         prepared = prepare(data if data is not None else load_data(profile))
@@ -437,6 +430,7 @@ def fit_and_score(
     log.info("loading cached run %s", folder.name)
     try:
         meta = json.loads((folder / "run.json").read_text())
+        _verify_checksums(folder, meta)
         model = model_cls(model_cfg)
         model.load_state_dict(load_file(folder / "model.safetensors"))
         model.eval()
@@ -481,6 +475,7 @@ def _train_and_store(kind, model_cls, model_cfg, train_cfg, profile, seed, key,
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         save_file(state, tmp / "model.safetensors")
         scores.to_parquet(tmp / "scores.parquet", index=False)
+        meta["checksums"] = _checksums(tmp, ("model.safetensors", "scores.parquet"))
         (tmp / "run.json").write_text(json.dumps(meta, indent=2, default=list))
 
     _write_atomic_dir(folder, write)
@@ -615,8 +610,8 @@ def scored_rows(run: Run, output: str, calibration: str | None = None,
 class Variant:
     """One model output in an experiment, optionally calibrated per scenario."""
 
-    kind: str  # "autotask" or "baseline": the model to train
-    model_cfg: AutoTaskConfig | BaselineConfig  # its architecture
+    kind: str  # "autotask", "baseline", "mmoe" or "ple": the model to train
+    model_cfg: AutoTaskConfig | BaselineConfig | MMoEConfig | PLEConfig  # its config
     output: str | None = None  # score column; None: the kind's main output
     calibration: str | None = None  # None, "platt" or "isotonic"
     train: TrainConfig | None = None  # None: the profile's training config
@@ -822,14 +817,49 @@ def experiment_key(name: str, variants: dict[str, Variant], seeds, config:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _variant_tables(name: str, variant: str, v: Variant, run: Run,
-                    config: ExperimentConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    # Metrics (and bootstrap replicates) of one variant on one seed's test rows.
-    rows = scored_rows(run, v.output, v.calibration)
+def measure_scores(rows: pd.DataFrame, config: ExperimentConfig, *,
+                   experiment: str, variant: str, seed: int
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-scenario metrics of scored rows, and their test-row bootstrap.
+
+    This is how every experiment measures a variant on one seed; a study
+    that scores rows its own way (other blocks, other task IDs) measures
+    them with it, so that its tables and intervals match the experiments'.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        ``scenario, label, y_prob`` and optionally ``y_rank`` (a score that
+        ranks as the probability; ``y_prob`` when absent), one row per
+        scored test row. Rows in the same order give the same bootstrap
+        resamples, so differences between variants stay paired.
+    config : ExperimentConfig
+        Metrics and bootstrap settings.
+    experiment, variant : str
+        Names written into the tables.
+    seed : int
+        The model seed, written into the tables.
+
+    Returns
+    -------
+    results : DataFrame
+        ``experiment, variant, seed, scenario, metric, value``.
+    replicates : DataFrame
+        The same plus ``replicate``; empty when ``config.n_boot`` is 0.
+
+    Raises
+    ------
+    ValueError
+        On missing columns, or as :func:`autotask_lib.metrics.scenario_metrics`.
+    """
+    missing = [c for c in ("scenario", "label", "y_prob") if c not in rows.columns]
+    if missing:
+        raise ValueError(f"rows lacks the columns {missing}")
     y, scen = rows["label"].to_numpy(), rows["scenario"].to_numpy()
+    ranking = rows["y_rank"] if "y_rank" in rows.columns else rows["y_prob"]
     rank = [m for m in config.metrics if m != "ece"]
     parts, reps = [], []
-    for metrics, score in ((rank, rows["y_rank"]), (
+    for metrics, score in ((rank, ranking), (
             [m for m in config.metrics if m == "ece"], rows["y_prob"])):
         if not metrics:
             continue
@@ -840,13 +870,21 @@ def _variant_tables(name: str, variant: str, v: Variant, run: Run,
                 y, score.to_numpy(), scen, metrics=metrics, n_boot=config.n_boot,
                 seed=config.boot_seed, n_bins=config.ece_bins))
     table = pd.concat(parts, ignore_index=True)
-    table = table.assign(experiment=name, variant=variant, seed=run.seed)
+    table = table.assign(experiment=experiment, variant=variant, seed=int(seed))
     rep = pd.DataFrame(columns=[*RESULT_COLUMNS[:-1], "replicate", "value"])
     if reps:
         rep = pd.concat(reps, ignore_index=True).assign(
-            experiment=name, variant=variant, seed=run.seed)
+            experiment=experiment, variant=variant, seed=int(seed))
         rep = rep[[*RESULT_COLUMNS[:-1], "replicate", "value"]]
     return table[RESULT_COLUMNS], rep
+
+
+def _variant_tables(name: str, variant: str, v: Variant, run: Run,
+                    config: ExperimentConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    # Metrics (and bootstrap replicates) of one variant on one seed's test rows.
+    rows = scored_rows(run, v.output, v.calibration)
+    return measure_scores(rows, config, experiment=name, variant=variant,
+                          seed=run.seed)
 
 
 def run_experiment(
@@ -935,10 +973,24 @@ def run_experiment(
             if not (folder / "results.parquet").exists():
                 _compute_experiment(experiment, progress)
                 return experiment
+    try:
+        meta = json.loads((folder / "experiment.json").read_text())
+        _verify_checksums(folder, meta)
+        results = pd.read_parquet(folder / "results.parquet")
+        replicates = pd.read_parquet(folder / "replicates.parquet")
+    except Exception as err:  # a damaged table is recomputed, not trusted
+        warnings.warn(
+            f"cached experiment {str(folder)!r} is unreadable "
+            f"({type(err).__name__}: {err}); it is computed again",
+            CacheWarning, stacklevel=2,
+        )
+        with _key_lock(profile, folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
+            _compute_experiment(experiment, progress)
+        return experiment
     _EVENTS["experiment", "loaded", folder.name] += 1
     log.info("loading cached experiment %s", folder.name)
-    experiment.results = pd.read_parquet(folder / "results.parquet")
-    experiment.replicates = pd.read_parquet(folder / "replicates.parquet")
+    experiment.results, experiment.replicates = results, replicates
     return experiment
 
 
@@ -967,6 +1019,7 @@ def _compute_experiment(experiment: Experiment, progress: bool) -> None:
     def write(tmp: Path) -> None:
         results.to_parquet(tmp / "results.parquet", index=False)
         replicates.to_parquet(tmp / "replicates.parquet", index=False)
+        meta["checksums"] = _checksums(tmp, ("results.parquet", "replicates.parquet"))
         (tmp / "experiment.json").write_text(json.dumps(meta, indent=2,
                                                         default=list))
 
@@ -974,3 +1027,293 @@ def _compute_experiment(experiment: Experiment, progress: bool) -> None:
     _EVENTS["experiment", "computed", experiment.folder.name] += 1
     experiment.results = results
     experiment.replicates = replicates
+
+
+# ---------------------------------------------------------------------------
+# Studies beyond the paper: other data, cached derived tables, other blocks,
+# other task IDs
+# ---------------------------------------------------------------------------
+
+# Splits scaled by ``train_fraction`` in :func:`profile_variant`; the test
+# split is scaled by ``test_fraction``.
+_TRAINING_SPLITS = ("teacher_train", "llm_train", "calibration")
+
+
+def _check_fraction(name: str, value) -> float:
+    if (not isinstance(value, (int, float)) or isinstance(value, bool)
+            or not 0 < value <= 1):
+        raise ValueError(f"{name} must be a number in (0, 1]; got {value!r}")
+    return float(value)
+
+
+def profile_variant(profile: Profile, *, train_fraction: float = 1.0,
+                    test_fraction: float = 1.0, **data_overrides) -> Profile:
+    """The profile on other data: fewer rows, or other story parameters.
+
+    The name, seeds, training schedule and artifacts folder stay the
+    profile's; only its data configuration changes. The data set therefore
+    has a key of its own (it is generated once and then read from disk), and
+    so has every run trained on it, through the data's fingerprint.
+
+    Parameters
+    ----------
+    profile : Profile
+    train_fraction : float in (0, 1]
+        Share of the profile's rows kept in the two training splits and the
+        calibration split (rounded, at least one row).
+    test_fraction : float in (0, 1]
+        Share of the profile's test rows kept.
+    **data_overrides
+        Story parameters of :class:`data_synth.DataConfig` to change, such
+        as ``relatedness``.
+
+    Returns
+    -------
+    Profile
+
+    Raises
+    ------
+    ValueError
+        On a fraction outside (0, 1] or a parameter out of its range.
+    TypeError
+        On an override that is not a field of ``DataConfig`` (or names
+        ``sizes``: use the fractions).
+    """
+    train_fraction = _check_fraction("train_fraction", train_fraction)
+    test_fraction = _check_fraction("test_fraction", test_fraction)
+    known = set(data_synth.DataConfig.__dataclass_fields__) - {"sizes"}
+    unknown = sorted(set(data_overrides) - known)
+    if unknown:
+        raise TypeError(
+            f"data_overrides must be fields of DataConfig {sorted(known)}; got "
+            f"{unknown}"
+        )
+    sizes = {
+        split: max(1, round(n * (test_fraction if split == "test"
+                                 else train_fraction)))
+        for split, n in profile.data.sizes.items()
+    }
+    data = dataclasses.replace(profile.data, sizes=sizes, **data_overrides)
+    return dataclasses.replace(profile, data=data)
+
+
+def cached_tables(profile: Profile, name: str, parts: dict, compute) -> dict:
+    """Tables that a study derives from trained runs, computed once.
+
+    Stored under ``artifacts/<profile>/tables/<name>-<key>/`` as one parquet
+    file per table, written atomically; the key hashes ``name``, ``parts``
+    (everything the tables depend on, such as the run keys and the study's
+    settings) and the library source, so a table is never read for other
+    runs, settings or code.
+
+    Parameters
+    ----------
+    profile : Profile
+        Where the tables live.
+    name : str
+        The study's name; letters, digits, ``_`` and ``-``.
+    parts : dict
+        JSON-serialisable description of everything the tables depend on.
+    compute : callable
+        Called without arguments when the tables are not cached; returns a
+        dict of table name -> DataFrame.
+
+    Returns
+    -------
+    dict of str to DataFrame
+    """
+    name = _check_name(name)
+    blob = json.dumps({"name": name, "parts": parts, "src": library_source_hash(),
+                       "pandas": pd.__version__, "numpy": np.__version__},
+                      sort_keys=True, default=list)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    parent = artifacts_dir(profile) / "tables"
+    folder = parent / f"{name}-{key}"
+    clean_stale_temporaries(parent)
+
+    def read() -> dict:
+        return {path.stem: pd.read_parquet(path)
+                for path in sorted(folder.glob("*.parquet"))}
+
+    if not (folder / "done").exists():
+        with _key_lock(profile, folder.name):
+            if not (folder / "done").exists():
+                tables = compute()
+                if not isinstance(tables, dict) or any(
+                        not isinstance(v, pd.DataFrame) for v in tables.values()):
+                    raise TypeError(
+                        "compute must return a dict of table name -> DataFrame; "
+                        f"got {type(tables).__name__}"
+                        + (f" of {sorted({type(v).__name__ for v in tables.values()})}"
+                           if isinstance(tables, dict) else "")
+                    )
+                for table_name in tables:
+                    _check_name(table_name)
+
+                def write(tmp: Path) -> None:
+                    for table_name, table in tables.items():
+                        table.to_parquet(tmp / f"{table_name}.parquet", index=False)
+                    (tmp / "done").write_text(json.dumps(parts, default=list))
+
+                _write_atomic_dir(folder, write)
+                _EVENTS["table", "computed", folder.name] += 1
+                return read()
+    _EVENTS["table", "loaded", folder.name] += 1
+    return read()
+
+
+BLOCKINGS = ("alone", "query", "scenario", "mixed")
+
+
+def inference_blocks(split, blocking: str, block_len: int, *,
+                     seed: int = 0) -> np.ndarray:
+    """How the rows of a split are laid out in blocks for facet 2 at scoring.
+
+    Parameters
+    ----------
+    split : TaskTensors
+    blocking : {"alone", "query", "scenario", "mixed"}
+        ``"alone"``: every row in a block of its own (``t = 1``);
+        ``"query"``: one query's candidates per block, the default of
+        :func:`autotask_lib.train.predict_autotask` (paper section 3.1);
+        ``"scenario"``: consecutive rows of one scenario, several queries per
+        block; ``"mixed"``: a random mixture of scenarios, as in training
+        (section 3.3), which a serving system that sees one scenario at a
+        time could not form.
+    block_len : int
+        The longest block, ``t``.
+    seed : int
+        Seeds the shuffle of ``"mixed"``.
+
+    Returns
+    -------
+    int64 ndarray of shape (b', t)
+        Row indices per block, padded with -1 at the end of short blocks.
+
+    Raises
+    ------
+    ValueError
+        On an unknown blocking.
+    """
+    if blocking not in BLOCKINGS:
+        raise ValueError(f"blocking must be one of {list(BLOCKINGS)}; got "
+                         f"{blocking!r}")
+    if blocking == "alone":
+        return random_blocks(np.arange(len(split)), 1)
+    if blocking == "query":
+        return group_blocks(split.query_id, block_len)
+    if blocking == "scenario":
+        codes = pd.factorize(pd.Series(split.scenario))[0]
+        return group_blocks(codes, block_len)
+    order = np.random.default_rng(seed).permutation(len(split))
+    return random_blocks(order, block_len)
+
+
+@torch.no_grad()
+def predict_in_blocks(model: AutoTask, split, blocks: np.ndarray, *,
+                      batch_rows: int = 8192) -> np.ndarray:
+    """AutoTask's probabilities for the rows of ``split`` laid out in ``blocks``.
+
+    Parameters
+    ----------
+    model : AutoTask
+    split : TaskTensors
+    blocks : int ndarray of shape (b', t)
+        Row indices, -1 for padding at a block's end, each row exactly once
+        (see :func:`inference_blocks`); ``t`` at most the model's block length.
+    batch_rows : int
+        Row slots per forward pass.
+
+    Returns
+    -------
+    float ndarray of shape (n,)
+
+    Raises
+    ------
+    ValueError
+        When the blocks do not hold every row of the split exactly once.
+    """
+    blocks = np.asarray(blocks)
+    real = blocks[blocks >= 0]
+    if blocks.ndim != 2 or len(real) != len(split) or (
+            len(real) and np.bincount(real, minlength=len(split)).max() != 1):
+        raise ValueError(
+            f"blocks must be a 2-D array holding each of the {len(split)} rows "
+            f"exactly once; got shape {blocks.shape} with {len(real)} row slots"
+        )
+    model.eval()
+    out = np.full(len(split), np.nan, dtype=np.float32)
+    per_pass = max(1, batch_rows // blocks.shape[1])
+    for lo in range(0, len(blocks), per_pass):
+        idx = blocks[lo: lo + per_pass]
+        xb, valid = gather_blocks(split.x, idx)  # (b', t, d), (b', t)
+        prob = torch.sigmoid(model(xb, valid))  # (b', t)
+        out[idx[valid.numpy()]] = prob[valid].numpy()
+    return out
+
+
+def feature_mean_distances(prepared: PreparedData, scenarios, *,
+                           split: str = "test") -> pd.DataFrame:
+    """Distance from each scenario's mean feature vector to each seen one's.
+
+    A rule for lending an unseen scenario the task ID of its nearest seen
+    scenario that needs no label: the mean of the standardised features of
+    the scenario's rows in ``split`` (features only) is compared with the
+    mean of every seen scenario's training rows (teacher and LLM splits).
+
+    Parameters
+    ----------
+    prepared : PreparedData
+    scenarios : sequence of str
+        The scenarios to place, for example the unseen ones.
+    split : str
+        Where their rows come from; their labels are never read.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``scenarios``, one column per seen scenario (in task-ID
+        order): the Euclidean distance between the two mean vectors.
+
+    Raises
+    ------
+    ValueError
+        On a scenario without rows in ``split``.
+    """
+    train_x = torch.cat([prepared["teacher_train"].x, prepared["llm_train"].x])
+    train_s = np.concatenate([prepared["teacher_train"].scenario,
+                              prepared["llm_train"].scenario])
+    seen = sorted(prepared.task_ids, key=prepared.task_ids.get)
+    seen_means = np.stack([train_x[train_s == s, :-1].double().mean(0).numpy()
+                           for s in seen])  # (S, p)
+    rows = prepared[split]
+    out = {}
+    for name in scenarios:
+        mask = rows.scenario == name
+        if not mask.any():
+            raise ValueError(
+                f"scenarios must have rows in the {split!r} split; {name!r} has none"
+            )
+        mean = rows.x[mask, :-1].double().mean(0).numpy()  # (p,)
+        out[name] = np.linalg.norm(seen_means - mean, axis=1)
+    return pd.DataFrame.from_dict(out, orient="index", columns=seen)
+
+
+def with_task_ids(split, task_ids: dict):
+    """A copy of a split in which the rows of some scenarios carry other task IDs.
+
+    Parameters
+    ----------
+    split : TaskTensors
+    task_ids : dict of str to int
+        Scenario -> the task ID its rows get; other scenarios keep theirs.
+
+    Returns
+    -------
+    TaskTensors
+        The split's own tensors are not changed.
+    """
+    x = split.x.clone()
+    for name, task_id in task_ids.items():
+        x[torch.from_numpy(split.scenario == name), -1] = float(task_id)
+    return dataclasses.replace(split, x=x)

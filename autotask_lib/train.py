@@ -18,8 +18,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm  # text bars: no widget library needed
 
+from . import distributed
 from .baseline import MultiTaskDNN
 from .data import TaskTensors, gather_blocks, group_blocks, random_blocks
 from .model import AutoTask
@@ -41,6 +43,10 @@ class TrainConfig:
     task_id_dropout: float = 0.0  # chance a training row's task ID becomes 0
 
     def __post_init__(self) -> None:
+        for name in ("lr", "weight_decay"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise TypeError(f"{name} must be a number; got {v!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive; got {self.lr!r}")
         for name in ("lr_facet1", "lr_facet2"):
@@ -133,6 +139,18 @@ def _loss_fn(model: nn.Module):
     )
 
 
+class _StepLoss(nn.Module):
+    """A model and its loss as one module, so that DDP sees the whole step."""
+
+    def __init__(self, model: nn.Module, loss_fn):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, xb, yb, valid) -> torch.Tensor:
+        return self.loss_fn(self.model, xb, yb, valid)
+
+
 def drop_task_ids(
     xb: torch.Tensor, valid: torch.Tensor, p: float, gen: torch.Generator
 ) -> torch.Tensor:
@@ -209,6 +227,7 @@ def train_two_stage(
     *,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    distributed_data_parallel: bool | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` on teacher soft labels, then fine-tune on LLM labels.
 
@@ -216,64 +235,126 @@ def train_two_stage(
     ----------
     model : AutoTask or MultiTaskDNN
     teacher, llm : TaskTensors
-        The teacher-labelled and the LLM-labelled training splits.
+        The teacher-labelled and the LLM-labelled training splits (under DDP,
+        this process's shards of them). A stage trained for 0 epochs may have
+        an empty split.
     cfg : TrainConfig
     seed : int
         Seeds the shuffling; seed the model's initialisation before building it.
     progress : bool
-        Show a progress bar over steps.
+        Show a progress bar over steps (under DDP, on rank 0 only).
     device : str or torch.device
         Where to train ("cpu", "cuda", or "auto" for CUDA when present). The
         model is moved back to the CPU when training ends.
+    distributed_data_parallel : bool, optional
+        Train with ``DistributedDataParallel`` across the processes of the
+        initialised process group, each passing its own shards (see
+        :mod:`autotask_lib.distributed`). ``cfg.batch_size`` is then the
+        batch of all processes together, each taking an equal part, and an
+        epoch walks through the largest shard (smaller shards repeat a row or
+        so). None (the default): DDP when a group of more than one process is
+        initialised.
 
     Returns
     -------
     DataFrame
-        One row per epoch: stage, epoch, mean training loss, rows per second.
+        One row per epoch: stage, epoch, mean training loss, rows per second
+        (under DDP, of all processes together).
+
+    Raises
+    ------
+    ValueError
+        If a stage with epochs to train has no rows, or ``batch_size`` is not
+        a multiple of the block length (times the number of processes).
     """
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig; got {type(cfg).__name__}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     device = resolve_device(device)
-    if len(teacher) == 0 or len(llm) == 0:
-        raise ValueError("teacher and llm splits must both hold rows")
+    ddp = distributed.is_active() if distributed_data_parallel is None else (
+        bool(distributed_data_parallel))
+    if ddp and not distributed.is_active():
+        raise ValueError(
+            "distributed_data_parallel=True needs an initialised process group "
+            "of more than one process; got none"
+        )
+    world, rank = (distributed.get_world_size(), distributed.get_rank()) if ddp else (
+        1, 0)
     loss_fn = _loss_fn(model)
     parameter_groups(model, cfg)  # refuse per-facet rates before any work
     t = _block_len(model)
-    if cfg.batch_size % t:
+    if cfg.batch_size % (t * world):
         raise ValueError(
-            f"batch_size must be a multiple of the block length {t}; "
-            f"got {cfg.batch_size}"
+            f"batch_size must be a multiple of the block length {t}"
+            + (f" times the {world} processes" if ddp else "")
+            + f"; got {cfg.batch_size}"
         )
+    batch = cfg.batch_size // world  # rows per step of this process
     stages = [("teacher", teacher, cfg.epochs_teacher), ("llm", llm, cfg.epochs_llm)]
-    total = sum(-(-len(s) // cfg.batch_size) * e for _, s, e in stages)
+
+    # Rows per epoch of this process: under DDP every process takes as many
+    # steps as the largest shard needs, so that their gradients pair up.
+    rows, fewest, total_rows = {}, {}, {}
+    for stage, split, _ in stages:
+        fewest[stage], rows[stage] = (distributed.all_min_max(len(split)) if ddp
+                                      else (len(split), len(split)))
+        total_rows[stage] = (int(distributed.all_sum([len(split)])[0]) if ddp
+                             else len(split))
+    for stage, _, epochs in stages:
+        if epochs > 0 and fewest[stage] == 0:
+            raise ValueError(
+                f"the {stage} split must hold rows to train {epochs} epoch(s) "
+                "on it" + (" in every process" if ddp else "") + "; got 0 rows"
+            )
+    total = sum(-(-int(rows[s]) // batch) * e for s, _, e in stages)
     bar = tqdm(total=total, desc=f"training {type(model).__name__}",
-               disable=not progress, unit="step", mininterval=1.0)
+               disable=not progress or rank != 0, unit="step", mininterval=1.0)
     history = []
     model.to(device).train()
+    step = _StepLoss(model, loss_fn)
+    if ddp:
+        # DDP copies rank 0's weights and buffers to every process once, then
+        # averages the gradients of every step; no buffer changes in training.
+        step = DistributedDataParallel(
+            step, forward_sync_buffers=False,
+            find_unused_parameters=not isinstance(model, AutoTask),
+        )
     for stage_no, (stage, split, epochs) in enumerate(stages):
         # Stage 2 is a fine-tuning run with a fresh optimiser.
         opt = torch.optim.Adam(parameter_groups(model, cfg), lr=cfg.lr,
                                weight_decay=cfg.weight_decay)
+        n_rows = int(rows[stage])
         for epoch in range(epochs):
             gen = torch.Generator().manual_seed(
-                int(seed) * 1_000_003 + stage_no * 1_009 + epoch
+                int(seed) * 1_000_003 + stage_no * 1_009 + epoch + rank * 15_485_863
             )
             order = torch.randperm(len(split), generator=gen).numpy()
+            if len(order) < n_rows:  # a smaller shard wraps round (DDP only)
+                order = np.resize(order, n_rows)
             drop_gen = torch.Generator().manual_seed(
-                int(seed) * 7_919 + stage_no * 104_729 + epoch + 1
+                int(seed) * 7_919 + stage_no * 104_729 + epoch + 1 + rank * 32_452_843
             )
             start, losses, weights = time.perf_counter(), [], []
-            for lo in range(0, len(split), cfg.batch_size):
+            for lo in range(0, n_rows, batch):
                 # Random mixed-scenario blocks of t rows (paper section 3.3).
-                blocks = random_blocks(order[lo: lo + cfg.batch_size], t)
+                blocks = random_blocks(order[lo: lo + batch], t)
                 xb, valid = gather_blocks(split.x, blocks)  # (b', t, d), (b', t)
                 xb = drop_task_ids(xb, valid, cfg.task_id_dropout, drop_gen)
                 yb = split.target[torch.from_numpy(blocks).clamp(min=0)]  # (b', t)
                 xb, yb, valid = xb.to(device), yb.to(device), valid.to(device)
 
-                loss = loss_fn(model, xb, yb, valid)
-                if not torch.isfinite(loss):
+                loss = step(xb, yb, valid)
+                value, weight = loss.item(), int(valid.sum())
+                if ddp:
+                    # The loss of all processes' rows together; every process
+                    # sees it, so all stop together if it is not finite.
+                    loss_sum, weight = distributed.all_sum([value * weight, weight])
+                    value = loss_sum / weight
+                if not np.isfinite(value):
                     raise FloatingPointError(
                         f"training diverged: the {stage} loss became "
-                        f"{loss.item()} in epoch {epoch + 1}; lower lr "
+                        f"{value} in epoch {epoch + 1}; lower lr "
                         f"(got {cfg.lr}) or check the inputs for non-finite "
                         "values"
                     )
@@ -281,14 +362,14 @@ def train_two_stage(
                 loss.backward()
                 opt.step()
 
-                losses.append(loss.item())
-                weights.append(int(valid.sum()))
+                losses.append(value)
+                weights.append(weight)
                 bar.update(1)
             seconds = time.perf_counter() - start
             history.append({
                 "stage": stage, "epoch": epoch + 1,
                 "loss": float(np.average(losses, weights=weights)),
-                "rows_per_s": len(split) / seconds,
+                "rows_per_s": total_rows[stage] / seconds,
             })
             bar.set_postfix(stage=stage, loss=f"{history[-1]['loss']:.4f}")
             log.info("%s epoch %d: loss %.4f", stage, epoch + 1, history[-1]["loss"])
@@ -349,6 +430,8 @@ def predict_autotask(
     -------
     float ndarray of shape (n,)
     """
+    if not isinstance(model, AutoTask):
+        raise TypeError(f"model must be an AutoTask; got {type(model).__name__}")
     _check_batch("batch_blocks", batch_blocks)
     t = model.cfg.block_len if block_len is None else block_len
     blocks = group_blocks(split.query_id, t)  # (b', t)
@@ -374,6 +457,8 @@ def predict_baseline(
     own : float ndarray of shape (n,)
         The row's scenario branch; NaN for unseen scenarios (task ID 0).
     """
+    if not isinstance(model, MultiTaskDNN):
+        raise TypeError(f"model must be a MultiTaskDNN; got {type(model).__name__}")
     _check_batch("batch_rows", batch_rows)
     if len(split) == 0:
         return np.zeros(0, np.float32), np.zeros(0, np.float32)

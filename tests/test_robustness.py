@@ -359,3 +359,55 @@ def test_saving_checks_the_splits_and_loading_checks_the_weights(tmp_path):
     np.save(folder / "relevance_weights.npy", np.zeros((3, 3)))
     with pytest.raises(ds.DamagedDataSetError, match=r"shape \(3, 3\); expected"):
         ds.load(folder)
+
+
+def test_training_and_scoring_name_wrong_types_and_seeds(tiny_data):
+    from autotask_lib import TrainConfig, train_two_stage
+    p = prepare(tiny_data)
+    args = (AutoTask(), p["teacher_train"], p["llm_train"])
+    with pytest.raises(TypeError, match="cfg must be a TrainConfig; got dict"):
+        train_two_stage(*args, {"lr": 1e-3}, seed=0, progress=False)
+    for seed in (-1, 1.5, "0"):
+        with pytest.raises(ValueError, match=f"seed must be a non-negative integer; "
+                           f"got {seed!r}"):
+            train_two_stage(*args, TrainConfig(), seed=seed, progress=False)
+    with pytest.raises(TypeError, match="lr must be a number; got '1e-3'"):
+        TrainConfig(lr="1e-3")
+    with pytest.raises(TypeError, match="model must be an AutoTask; got MultiTaskDNN"):
+        predict_autotask(MultiTaskDNN(), p["test"])
+    with pytest.raises(TypeError, match="model must be a MultiTaskDNN; got AutoTask"):
+        predict_baseline(AutoTask(), p["test"])
+
+
+def test_fit_and_score_checks_profile_seed_and_training_config(tiny_data):
+    from autotask_lib import BaselineConfig, fit_and_score, get_profile
+    prof = get_profile("smoke")
+    with pytest.raises(TypeError, match=r"profile must be a Profile \(get_profile"):
+        fit_and_score("baseline", BaselineConfig(), "smoke", 0, data=tiny_data)
+    for seed in (-1, 0.5, "0"):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            fit_and_score("baseline", BaselineConfig(), prof, seed, data=tiny_data)
+    with pytest.raises(TypeError, match="train_cfg must be a TrainConfig or None"):
+        fit_and_score("baseline", BaselineConfig(), prof, 0, data=tiny_data,
+                      train_cfg={"lr": 1e-3})
+
+
+def test_edited_cache_files_are_recomputed_not_served(tiny_data):
+    import dataclasses
+
+    from autotask_lib import BaselineConfig, TrainConfig, fit_and_score, get_profile
+    from autotask_lib.experiments import CacheWarning
+    prof = dataclasses.replace(
+        get_profile("smoke"),
+        train=TrainConfig(batch_size=128, epochs_teacher=1, epochs_llm=1))
+    first = fit_and_score("baseline", BaselineConfig(), prof, 0, data=tiny_data,
+                          progress=False)
+    path = first.folder / "scores.parquet"
+    scores = pd.read_parquet(path)
+    col = [c for c in scores.columns if c.startswith("baseline")][0]
+    scores[col] = 1 - scores[col]
+    scores.to_parquet(path, index=False)
+    with pytest.warns(CacheWarning, match=r"\['scores.parquet'\] changed"):
+        again = fit_and_score("baseline", BaselineConfig(), prof, 0, data=tiny_data,
+                              progress=False)
+    pd.testing.assert_frame_equal(again.scores, first.scores)

@@ -1,0 +1,333 @@
+"""A trained model in a folder of its own, to score new tables later.
+
+A saved-model folder holds:
+
+* ``model.safetensors``: the weights;
+* ``config.json``: the model and training configurations, the seed, the
+  training history and the versions it was written with;
+* ``data.json``: the :class:`~autotask_lib.userdata.DataSchema`, that is the
+  scenario and query column names, the scenario-to-task-ID map, the feature
+  columns and the standardisation statistics of the training rows.
+
+:func:`save_model` writes into a temporary folder beside the target and renames
+it into place, so an interrupted save leaves any earlier model untouched; it
+refuses to replace a folder that is not a saved model. :func:`load_model`
+rebuilds the model, whose scores equal the saved one's bit for bit on the same
+machine and library versions (JSON stores every float64 exactly; the weights
+are stored as they are).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from .data import TaskTensors, gather_blocks, group_blocks
+from .model import AutoTask, AutoTaskConfig
+from .train import TrainConfig
+from .userdata import DataSchema, read_table, to_tensors
+
+FORMAT = "autotask-saved-model"  # marks a folder as a saved model
+VERSION = 1  # layout version of the folder
+WEIGHTS, CONFIG, DATA = "model.safetensors", "config.json", "data.json"
+
+
+@dataclass
+class SavedModel:
+    """A model read back by :func:`load_model`, with what it was trained with."""
+
+    model: AutoTask  # in eval mode, on the CPU
+    schema: DataSchema  # how it reads a table
+    train_config: TrainConfig | None  # how it was trained, if saved
+    seed: int | None  # its seed, if saved
+    history: pd.DataFrame  # one row per training epoch (may be empty)
+    folder: Path  # where it was read from
+
+    def score(self, source, *, schema: DataSchema | None = None,
+              progress: bool = False) -> np.ndarray:
+        """Relevance probabilities of every row of a table, in table order.
+
+        Parameters
+        ----------
+        source : DataFrame, str or path
+            A table with the model's feature and scenario columns (and its
+            query column, if it was trained with one).
+        schema : DataSchema, optional
+            The model's schema with other column names
+            (:func:`~autotask_lib.userdata.with_columns`).
+        progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        float32 ndarray of shape (n,)
+        """
+        frame = read_table(source)
+        split = to_tensors(frame, schema or self.schema)
+        return score_tensors(self.model, split, progress=progress)
+
+
+# ---------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def score_tensors(
+    model: AutoTask, split: TaskTensors, *, batch_blocks: int = 512,
+    progress: bool = False,
+) -> np.ndarray:
+    """Score a split block by block, as :func:`~autotask_lib.predict_autotask`.
+
+    Each group of ``split.query_id`` (one query's rows of one scenario) is
+    scored as one block of at most ``block_len`` rows (paper section 3.1);
+    the batches are the same as ``predict_autotask``'s, so the scores are too.
+
+    Returns
+    -------
+    float32 ndarray of shape (n,)
+    """
+    blocks = group_blocks(split.query_id, model.cfg.block_len)  # (b', t)
+    model.eval()
+    out = np.full(len(split), np.nan, dtype=np.float32)
+    starts = range(0, len(blocks), batch_blocks)
+    for lo in tqdm(starts, desc="scoring", unit="batch", disable=not progress,
+                   mininterval=1.0):
+        idx = blocks[lo: lo + batch_blocks]
+        xb, valid = gather_blocks(split.x, idx)  # (b', t, d), (b', t)
+        prob = torch.sigmoid(model(xb, valid))  # (b', t)
+        out[idx[valid.numpy()]] = prob[valid].numpy()
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Saving
+# ---------------------------------------------------------------------------
+
+
+def _is_model_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a ``config.json`` that marks a saved model."""
+    try:
+        meta = json.loads((folder / CONFIG).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
+def check_save_target(folder: str | os.PathLike) -> Path:
+    """Refuse a target that :func:`save_model` would not replace.
+
+    A new path, an empty folder or a saved-model folder is fine.
+
+    Raises
+    ------
+    FileExistsError
+        If the path is a file, or a folder with other contents.
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        if any(folder.iterdir()) and not _is_model_folder(folder):
+            raise FileExistsError(
+                f"{str(folder)!r} exists and is not a saved AutoTask model; "
+                "choose a new folder (a saved model is replaced, anything "
+                "else is left alone)"
+            )
+    elif folder.exists():
+        raise FileExistsError(f"{str(folder)!r} exists and is not a folder")
+    return folder
+
+
+def umask_mode(base: int) -> int:
+    """``base`` (0o777 for folders, 0o666 for files) less the process's umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
+def _swap_into_place(tmp: Path, folder: Path) -> None:
+    """Rename ``tmp`` to ``folder``, replacing a model there only once it is whole."""
+    if not folder.exists():
+        os.rename(tmp, folder)
+        return
+    old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(folder, old)
+    try:
+        os.rename(tmp, folder)
+    except BaseException:
+        os.rename(old, folder)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_model(
+    model: AutoTask, folder: str | os.PathLike, *, schema: DataSchema,
+    train_config: TrainConfig | None = None, seed: int | None = None,
+    history: pd.DataFrame | None = None,
+) -> Path:
+    """Write a trained model and its data schema into ``folder``, atomically.
+
+    Parameters
+    ----------
+    model : AutoTask
+    folder : str or path
+        A new folder, an empty one, or a saved model to replace.
+    schema : DataSchema
+        How the model reads a table (fitted on its training rows).
+    train_config : TrainConfig, optional
+    seed : int, optional
+    history : DataFrame, optional
+        What :func:`~autotask_lib.train_two_stage` returned.
+
+    Returns
+    -------
+    Path
+        The folder.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not an AutoTask or ``schema`` not a DataSchema.
+    ValueError
+        If the model's size does not fit the schema.
+    FileExistsError
+        If ``folder`` is a file or a folder that is not a saved model.
+    """
+    if not isinstance(model, AutoTask):
+        raise TypeError(f"model must be an AutoTask; got {type(model).__name__}")
+    if not isinstance(schema, DataSchema):
+        raise TypeError(f"schema must be a DataSchema; got {type(schema).__name__}")
+    if model.cfg.d != schema.d or model.cfg.num_tasks < schema.num_tasks:
+        raise ValueError(
+            f"the model (d={model.cfg.d}, num_tasks={model.cfg.num_tasks}) does "
+            f"not fit the schema (d={schema.d}, num_tasks={schema.num_tasks})"
+        )
+    folder = check_save_target(folder)
+    meta = {
+        "format": FORMAT, "version": VERSION, "model_class": "AutoTask",
+        "model": asdict(model.cfg),
+        "train": None if train_config is None else asdict(train_config),
+        "seed": None if seed is None else int(seed),
+        "history": [] if history is None else history.to_dict("records"),
+        "versions": {"torch": torch.__version__, "numpy": np.__version__,
+                     "pandas": pd.__version__},
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
+    try:
+        save_file(state, str(tmp / WEIGHTS))
+        (tmp / DATA).write_text(json.dumps(schema.to_dict(), indent=2))
+        (tmp / CONFIG).write_text(json.dumps(meta, indent=2))
+        # mkdtemp makes a private folder; give it the usual permissions.
+        for path in tmp.iterdir():
+            path.chmod(umask_mode(0o666))
+        tmp.chmod(umask_mode(0o777))
+        _swap_into_place(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+def _read_json(folder: Path, name: str) -> dict:
+    """One JSON file of a model folder, or a clear error."""
+    path = folder / name
+    if not path.is_file():
+        raise ValueError(
+            f"{str(folder)!r} is not a saved AutoTask model: it has no {name}")
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"the saved model in {str(folder)!r} is damaged: {name} cannot be "
+            f"read ({' '.join(str(err).split())})"
+        ) from None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"the saved model in {str(folder)!r} is damaged: {name} does not "
+            "hold a JSON object"
+        )
+    return value
+
+
+def load_model(folder: str | os.PathLike) -> SavedModel:
+    """Read a model written by :func:`save_model`.
+
+    Parameters
+    ----------
+    folder : str or path
+
+    Returns
+    -------
+    SavedModel
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder does not exist.
+    ValueError
+        If it is not a saved model, or one of its files is missing or damaged.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"no saved model at {str(folder)!r}")
+    if not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is a file, not a saved-model folder")
+    meta = _read_json(folder, CONFIG)
+    if meta.get("format") != FORMAT:
+        raise ValueError(
+            f"{str(folder)!r} is not a saved AutoTask model: its {CONFIG} lacks "
+            f"format={FORMAT!r}"
+        )
+    if meta.get("version") != VERSION:
+        raise ValueError(
+            f"the saved model in {str(folder)!r} has layout version "
+            f"{meta.get('version')!r}; this library reads version {VERSION}"
+        )
+    damaged = f"the saved model in {str(folder)!r} is damaged"
+    try:
+        cfg = AutoTaskConfig(**meta["model"])
+        train_cfg = None if meta.get("train") is None else TrainConfig(
+            **meta["train"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{damaged}: its configuration is invalid ({err})") from None
+    schema = DataSchema.from_dict(_read_json(folder, DATA))
+    if schema.d != cfg.d or schema.num_tasks > cfg.num_tasks:
+        raise ValueError(
+            f"{damaged}: {DATA} describes d={schema.d} and "
+            f"num_tasks={schema.num_tasks}, the model d={cfg.d} and "
+            f"num_tasks={cfg.num_tasks}"
+        )
+    if not (folder / WEIGHTS).is_file():
+        raise ValueError(f"{damaged}: it has no {WEIGHTS}")
+    model = AutoTask(cfg)
+    try:
+        model.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
+    except (SafetensorError, RuntimeError, OSError) as err:
+        raise ValueError(
+            f"{damaged}: {WEIGHTS} cannot be loaded "
+            f"({' '.join(str(err).split())[:300]})"
+        ) from None
+    model.eval()
+    return SavedModel(
+        model=model, schema=schema, train_config=train_cfg, seed=meta.get("seed"),
+        history=pd.DataFrame(meta.get("history") or []), folder=folder,
+    )

@@ -1,0 +1,721 @@
+"""Your own multi-scenario data: read, validate, map scenarios, standardise.
+
+A user's table has one row per query-ad pair and named columns: the scenario
+(ad type) of the row, numeric features, and, for training, a label in [0, 1]
+(binary, or a soft probability such as a teacher model's). An optional query
+column groups the candidate ads of one query, which are scored together as
+one block (paper section 3.1); without it every row is scored alone.
+
+The steps build on :mod:`autotask_lib.data`:
+
+1. :func:`read_table` reads a parquet or CSV file (or takes a DataFrame) and
+   refuses unreadable, empty or ambiguous tables;
+2. :func:`select_feature_columns` picks the features when they are not named:
+   every numeric column other than the scenario, label and query columns, in
+   file order;
+3. :func:`validate_frame` checks columns and values;
+4. :func:`fit_schema` fits what a model must keep to read new tables the same
+   way (a :class:`DataSchema`): the feature list, the scenario-to-task-ID map
+   (IDs 1..S in sorted name order; unseen names get 0, "unknown", as the paper
+   does for new scenarios, section 4.2.1) and the standardisation statistics
+   of the training rows (section 4.1.2);
+5. :func:`to_tensors` turns a validated table into
+   :class:`~autotask_lib.data.TaskTensors` with a schema.
+
+:func:`load_user_data` runs all five; :func:`model_config` sizes an AutoTask
+for a schema.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+
+from .data import Standardizer, TaskTensors, frame_to_tensors, scenario_task_ids
+from .model import AutoTaskConfig
+
+# File name endings read (and written) as each format.
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv", ".csv.gz")
+
+# Column name used internally for the absent labels of an unlabelled table.
+_NO_LABEL = "__autotask_no_label__"
+
+
+# ---------------------------------------------------------------------------
+# Reading a table
+# ---------------------------------------------------------------------------
+
+
+def table_format(path: str | os.PathLike, *, name: str = "data") -> str:
+    """``"parquet"`` or ``"csv"``, from the file name's ending.
+
+    Raises
+    ------
+    ValueError
+        If the ending is neither.
+    """
+    lower = Path(path).name.lower()
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if lower.endswith(CSV_SUFFIXES):
+        return "csv"
+    raise ValueError(
+        f"{name} must be a parquet ({', '.join(PARQUET_SUFFIXES)}) or CSV "
+        f"({', '.join(CSV_SUFFIXES)}) file; got {str(path)!r}"
+    )
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The column names of a CSV file's first line, as written."""
+    head = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    return [str(c) for c in head.iloc[0].tolist()]
+
+
+class _DuplicateColumns(ValueError):
+    """Two columns of a table share a name."""
+
+
+def _check_unique_columns(columns: Sequence, name: str) -> None:
+    """Refuse a table in which two columns share a name."""
+    seen, dup = set(), []
+    for c in columns:
+        if c in seen and c not in dup:
+            dup.append(c)
+        seen.add(c)
+    if dup:
+        raise _DuplicateColumns(
+            f"{name} has duplicate column names {[str(c) for c in dup]}; every "
+            "column needs a name of its own"
+        )
+
+
+def read_table(source, *, name: str = "data") -> pd.DataFrame:
+    """Read a parquet or CSV file, or check a DataFrame, as a user table.
+
+    Parameters
+    ----------
+    source : DataFrame, str or path
+        A DataFrame, or the path of a ``.parquet``/``.pq`` or
+        ``.csv``/``.csv.gz`` file.
+    name : str
+        What to call the table in error messages (for example the command
+        line option that named it).
+
+    Returns
+    -------
+    DataFrame
+        The table (a DataFrame is returned as it is, not copied).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file type is unknown, the file is empty or cannot be read, two
+        columns share a name, or the table has no rows.
+    TypeError
+        If ``source`` is neither a DataFrame nor a path.
+    """
+    if isinstance(source, pd.DataFrame):
+        frame = source
+        _check_unique_columns(list(frame.columns), name)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"{name} file {str(path)!r} does not exist")
+        if path.is_dir():
+            raise ValueError(
+                f"{name} must be a parquet or CSV file; {str(path)!r} is a folder"
+            )
+        kind = table_format(path, name=name)
+        if path.stat().st_size == 0:
+            raise ValueError(f"{name} file {str(path)!r} is empty (0 bytes)")
+        try:
+            # Column names as written: pandas renames repeated CSV names.
+            header = (_csv_header(path) if kind == "csv"
+                      else pq.read_schema(path).names)
+            _check_unique_columns(header, name)
+            frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+        except (ValueError, OSError) as err:
+            if isinstance(err, _DuplicateColumns):
+                raise
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise ValueError(
+                f"could not read {name} file {str(path)!r} as {kind}: {reason}"
+            ) from None
+    else:
+        raise TypeError(
+            f"{name} must be a pandas DataFrame or the path of a parquet or CSV "
+            f"file; got {type(source).__name__}"
+        )
+    if len(frame) == 0:
+        raise ValueError(f"{name} holds no rows; it needs at least one")
+    return frame
+
+
+# ---------------------------------------------------------------------------
+# Columns and values
+# ---------------------------------------------------------------------------
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    """Numbers or booleans (flags), not text, dates or categories."""
+    return pd.api.types.is_numeric_dtype(series) and not isinstance(
+        series.dtype, pd.CategoricalDtype)
+
+
+def _example_bad_value(series: pd.Series):
+    """A value of ``series`` that is not a number, to show in a message."""
+    for v in series.dropna().head(1000):
+        try:
+            float(v)
+        except (TypeError, ValueError):
+            return v
+    return series.dropna().iloc[0] if series.notna().any() else None
+
+
+def select_feature_columns(
+    frame: pd.DataFrame, *, scenario_column: str, label_columns=(),
+    query_column: str | None = None,
+) -> list[str]:
+    """The default features: every numeric column but scenario, labels, query.
+
+    Columns keep the table's order. A numeric column that is not a feature
+    (a row ID, another label) must be left out by naming the features
+    explicitly instead.
+
+    Parameters
+    ----------
+    frame : DataFrame
+    scenario_column : str
+    label_columns : str or sequence of str
+        Label columns of the table, never features.
+    query_column : str, optional
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    ValueError
+        If no numeric column is left.
+    """
+    if isinstance(label_columns, str):
+        label_columns = [label_columns]
+    skip = {scenario_column, query_column, *label_columns}
+    features = [c for c in frame.columns if c not in skip and _is_numeric(frame[c])]
+    if not features:
+        raise ValueError(
+            "found no numeric feature columns besides the scenario, label and "
+            f"query columns; the table has the columns {list(map(str, frame.columns))}"
+        )
+    return [str(c) for c in features]
+
+
+def parse_feature_columns(text: str) -> list[str]:
+    """Split ``"a,b,c"`` into ``["a", "b", "c"]``, refusing empty or repeated names.
+
+    Raises
+    ------
+    ValueError
+        If a name is empty or given twice.
+    """
+    names = [n.strip() for n in str(text).split(",")]
+    if not names or any(not n for n in names):
+        raise ValueError(
+            f"feature columns must be a comma-separated list of names; got {text!r}"
+        )
+    _check_unique_columns(names, "the feature column list")
+    return names
+
+
+def validate_frame(
+    frame: pd.DataFrame, *, scenario_column: str, feature_columns: Sequence[str],
+    label_column: str | None = None, query_column: str | None = None,
+    name: str = "data",
+) -> None:
+    """Check that a table has the columns and values a model needs.
+
+    Parameters
+    ----------
+    frame : DataFrame
+    scenario_column : str
+        Scenario names; every row needs one.
+    feature_columns : sequence of str
+        Numeric, finite features.
+    label_column : str, optional
+        Labels in [0, 1]; not checked when None.
+    query_column : str, optional
+        Query IDs (any type); every row needs one.
+    name : str
+        What to call the table in messages.
+
+    Raises
+    ------
+    ValueError
+        On a missing column, a feature used as the scenario, label or query
+        column, a non-numeric or non-finite feature, a missing scenario or
+        query, or a label that is not a number in [0, 1].
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(
+            f"{name} must be a pandas DataFrame; got {type(frame).__name__}")
+    feature_columns = list(feature_columns)
+    if not feature_columns:
+        raise ValueError("feature_columns must name at least one column; got none")
+    roles = [("scenario", scenario_column), ("label", label_column),
+             ("query", query_column)]
+    named = [(role, col) for role, col in roles if col is not None]
+    for i, (role, col) in enumerate(named):
+        for other, col2 in named[i + 1:]:
+            if col == col2:
+                raise ValueError(
+                    f"the {role} and {other} columns must differ; got {col!r} "
+                    "for both"
+                )
+    for role, col in roles:
+        if col is not None and col in feature_columns:
+            raise ValueError(
+                f"the {role} column {col!r} cannot also be a feature column"
+            )
+    for role, col in roles:
+        if col is not None and col not in frame.columns:
+            raise ValueError(
+                f"{name} lacks the {role} column {col!r}; its columns are "
+                f"{_short_list(frame.columns)}"
+            )
+    missing = [c for c in feature_columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{name} lacks {len(missing)} feature column(s): {_short_list(missing)}"
+        )
+
+    for role, col in (("scenario", scenario_column), ("query", query_column)):
+        if col is None:
+            continue
+        empty = frame[col].isna().to_numpy()
+        if empty.any():
+            raise ValueError(
+                f"the {role} column {col!r} of {name} has {int(empty.sum())} "
+                f"missing value(s), the first at row {int(np.argmax(empty))}; "
+                f"every row needs a {role}"
+            )
+
+    for col in feature_columns:
+        if not _is_numeric(frame[col]):
+            raise ValueError(
+                f"feature column {col!r} of {name} must be numeric; got dtype "
+                f"{frame[col].dtype} with values such as "
+                f"{_example_bad_value(frame[col])!r}"
+            )
+    values = frame[feature_columns].to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, j = np.argwhere(bad)[0]
+        raise ValueError(
+            f"features must be finite; column {feature_columns[j]!r} of {name} "
+            f"holds {values[row, j]} at row {row} ({int(bad.sum())} non-finite "
+            "value(s) in all); fill or drop them first"
+        )
+
+    if label_column is not None:
+        labels = frame[label_column]
+        if not _is_numeric(labels):
+            raise ValueError(
+                f"label column {label_column!r} of {name} must be numeric in "
+                f"[0, 1]; got dtype {labels.dtype} with values such as "
+                f"{_example_bad_value(labels)!r}"
+            )
+        y = labels.to_numpy(dtype=np.float64, na_value=np.nan)
+        outside = ~((y >= 0) & (y <= 1))
+        if outside.any():
+            row = int(np.argmax(outside))
+            raise ValueError(
+                f"label column {label_column!r} of {name} must hold values in "
+                f"[0, 1]; got {y[row]} at row {row} ({int(outside.sum())} bad "
+                "value(s) in all)"
+            )
+
+
+def _short_list(names, limit: int = 8) -> str:
+    """``['a', 'b', ...]`` with at most ``limit`` names shown."""
+    names = [str(n) for n in names]
+    shown = ", ".join(repr(n) for n in names[:limit])
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return f"[{shown}{more}]"
+
+
+# ---------------------------------------------------------------------------
+# What a model keeps about its data
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSchema:
+    """How a model reads a table; fitted on its training rows, saved with it.
+
+    Attributes
+    ----------
+    feature_columns : tuple of str
+        The features, in the model's order (``p`` of them, ``d = p + 1``).
+    scenario_column : str
+        The column of scenario names.
+    query_column : str or None
+        The column of query IDs; None: every row is its own query.
+    task_ids : dict of str to int
+        Task ID 1..S of every training scenario; other names map to 0.
+    standardizer : Standardizer
+        Mean and standard deviation of every feature on the training rows.
+    """
+
+    feature_columns: tuple[str, ...]  # the p features, in model order
+    scenario_column: str  # column of scenario names
+    query_column: str | None  # column of query IDs, or None
+    task_ids: Mapping[str, int]  # training scenario -> task ID 1..S
+    standardizer: Standardizer = field(compare=False)  # training mean and std
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "feature_columns", tuple(self.feature_columns))
+        object.__setattr__(self, "task_ids", dict(self.task_ids))
+        p = len(self.feature_columns)
+        if p == 0:
+            raise ValueError("feature_columns must name at least one column; got none")
+        if len(self.standardizer.mean) != p or len(self.standardizer.std) != p:
+            raise ValueError(
+                f"standardizer must hold {p} means and standard deviations, one "
+                f"per feature; got {len(self.standardizer.mean)} and "
+                f"{len(self.standardizer.std)}"
+            )
+        ids = sorted(self.task_ids.values())
+        if ids != list(range(1, len(ids) + 1)):
+            raise ValueError(
+                f"task_ids must number the scenarios 1..{len(ids)}; got {ids}"
+            )
+
+    @property
+    def d(self) -> int:
+        """Columns of a model row: the features plus the task ID."""
+        return len(self.feature_columns) + 1
+
+    @property
+    def num_tasks(self) -> int:
+        """One-hot width: the training scenarios plus slot 0, unknown."""
+        return len(self.task_ids) + 1
+
+    def task_id_of(self, scenarios) -> np.ndarray:
+        """Task IDs of scenario names; names unseen in training get 0."""
+        return np.array([self.task_ids.get(str(s), 0) for s in scenarios],
+                        dtype=np.int64)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict; floats written by ``json`` read back exactly."""
+        return {
+            "feature_columns": list(self.feature_columns),
+            "scenario_column": self.scenario_column,
+            "query_column": self.query_column,
+            "task_ids": dict(self.task_ids),
+            "standardizer": {"mean": [float(v) for v in self.standardizer.mean],
+                             "std": [float(v) for v in self.standardizer.std]},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> DataSchema:
+        """Rebuild a schema from :meth:`to_dict`.
+
+        Raises
+        ------
+        ValueError
+            If a key is missing or a value does not fit.
+        """
+        try:
+            std = d["standardizer"]
+            return cls(
+                feature_columns=tuple(str(c) for c in d["feature_columns"]),
+                scenario_column=str(d["scenario_column"]),
+                query_column=(None if d["query_column"] is None
+                              else str(d["query_column"])),
+                task_ids={str(k): int(v) for k, v in d["task_ids"].items()},
+                standardizer=Standardizer(
+                    mean=np.asarray(std["mean"], dtype=np.float64),
+                    std=np.asarray(std["std"], dtype=np.float64)),
+            )
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"schema is incomplete or malformed: {err!r}") from None
+
+
+def fit_schema(
+    frames, *, scenario_column: str, feature_columns: Sequence[str],
+    query_column: str | None = None,
+) -> DataSchema:
+    """Fit the task IDs and the standardisation on validated training tables.
+
+    Parameters
+    ----------
+    frames : DataFrame or sequence of DataFrame
+        Every training table (for two-stage training, both stages'); run
+        :func:`validate_frame` on each first.
+    scenario_column, feature_columns, query_column
+        As in :func:`validate_frame`.
+
+    Returns
+    -------
+    DataSchema
+    """
+    if isinstance(frames, pd.DataFrame):
+        frames = [frames]
+    features = [str(c) for c in feature_columns]
+    values = np.concatenate(
+        [f[features].to_numpy(dtype=np.float64) for f in frames])  # (n, p)
+    names = np.concatenate([f[scenario_column].astype(str).to_numpy()
+                            for f in frames])
+    return DataSchema(
+        feature_columns=tuple(features), scenario_column=scenario_column,
+        query_column=query_column, task_ids=scenario_task_ids(names),
+        standardizer=Standardizer.fit(values),
+    )
+
+
+def block_groups(frame: pd.DataFrame, schema: DataSchema) -> np.ndarray:
+    """One integer per row naming its scoring block's group.
+
+    A group is one query's rows of one scenario, so that a block never mixes
+    scenarios (paper section 3.1); without a query column every row is its
+    own group.
+    """
+    if schema.query_column is None:
+        return np.arange(len(frame), dtype=np.int64)
+    keys = frame[[schema.scenario_column, schema.query_column]]
+    return keys.groupby(list(keys.columns), sort=False, observed=True,
+                        dropna=False).ngroup().to_numpy(dtype=np.int64)
+
+
+def to_tensors(
+    frame: pd.DataFrame, schema: DataSchema, *, label_column: str | None = None,
+    name: str = "data",
+) -> TaskTensors:
+    """Validate a table and turn it into tensors the way ``schema`` says.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Needs the schema's scenario, feature and query columns; other columns
+        are ignored.
+    schema : DataSchema
+    label_column : str, optional
+        Labels in [0, 1]; without it ``target`` is NaN (nothing to learn from
+        or evaluate against).
+    name : str
+        What to call the table in messages.
+
+    Returns
+    -------
+    TaskTensors
+        ``x`` standardised, the task ID (0 for unseen scenarios) last;
+        ``query_id`` numbers the scoring groups of :func:`block_groups`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`validate_frame`.
+    """
+    features = list(schema.feature_columns)
+    validate_frame(frame, scenario_column=schema.scenario_column,
+                   feature_columns=features, label_column=label_column,
+                   query_column=schema.query_column, name=name)
+    label = label_column if label_column is not None else _NO_LABEL
+    view = pd.DataFrame({
+        **{c: frame[c] for c in features},
+        schema.scenario_column: frame[schema.scenario_column],
+        label: frame[label_column] if label_column is not None else 0.0,
+    }, index=frame.index)
+    split = frame_to_tensors(
+        view, feature_columns=features, label_column=label,
+        standardizer=schema.standardizer, task_ids=schema.task_ids,
+        scenario_column=schema.scenario_column, query_column=None,
+    )
+    target = split.target if label_column is not None else torch.full(
+        (len(frame),), float("nan"))
+    return TaskTensors(x=split.x, target=target, scenario=split.scenario,
+                       query_id=block_groups(frame, schema))
+
+
+def empty_tensors(schema: DataSchema) -> TaskTensors:
+    """A split with no rows, for a training stage that is skipped."""
+    return TaskTensors(
+        x=torch.zeros(0, schema.d), target=torch.zeros(0),
+        scenario=np.array([], dtype=str), query_id=np.zeros(0, dtype=np.int64),
+    )
+
+
+@dataclass
+class UserData:
+    """A validated user table with its schema and tensors."""
+
+    frame: pd.DataFrame  # the table as read
+    schema: DataSchema  # fitted on it, or given
+    tensors: TaskTensors  # model-ready rows
+    label_column: str | None  # the labels, or None
+
+
+def load_user_data(
+    source, *, scenario_column: str, label_column: str | None = None,
+    feature_columns: Sequence[str] | None = None, query_column: str | None = None,
+    schema: DataSchema | None = None, name: str = "data",
+) -> UserData:
+    """Read, validate and prepare a user table in one call.
+
+    Without ``schema`` the table is training data: the features are chosen
+    (named ones, or by :func:`select_feature_columns`) and a schema is
+    fitted on it. With ``schema`` (a saved model's), the table is read the
+    way that model was trained, and ``feature_columns`` and ``query_column``
+    must not be given.
+
+    Parameters
+    ----------
+    source : DataFrame, str or path
+        As in :func:`read_table`.
+    scenario_column : str
+    label_column : str, optional
+        Required to fit a schema.
+    feature_columns : sequence of str, optional
+    query_column : str, optional
+    schema : DataSchema, optional
+    name : str
+        What to call the table in messages.
+
+    Returns
+    -------
+    UserData
+
+    Raises
+    ------
+    ValueError, TypeError, FileNotFoundError
+        As :func:`read_table` and :func:`validate_frame`.
+
+    Examples
+    --------
+    >>> train = load_user_data("train.csv", scenario_column="scenario",
+    ...                        label_column="label")  # doctest: +SKIP
+    >>> test = load_user_data("test.csv", scenario_column="scenario",
+    ...                       schema=train.schema)  # doctest: +SKIP
+    """
+    frame = read_table(source, name=name)
+    if schema is None:
+        if label_column is None:
+            raise ValueError("label_column is required to fit a schema; got None")
+        if feature_columns is None:
+            feature_columns = select_feature_columns(
+                frame, scenario_column=scenario_column, label_columns=label_column,
+                query_column=query_column)
+        validate_frame(frame, scenario_column=scenario_column,
+                       feature_columns=feature_columns, label_column=label_column,
+                       query_column=query_column, name=name)
+        schema = fit_schema(frame, scenario_column=scenario_column,
+                            feature_columns=feature_columns,
+                            query_column=query_column)
+    else:
+        if feature_columns is not None or query_column is not None:
+            raise ValueError(
+                "feature_columns and query_column come from the schema when one "
+                f"is given; got feature_columns={feature_columns!r}, "
+                f"query_column={query_column!r}"
+            )
+        if scenario_column != schema.scenario_column:
+            schema = _replace_columns(schema, scenario_column=scenario_column)
+    tensors = to_tensors(frame, schema, label_column=label_column, name=name)
+    return UserData(frame, schema, tensors, label_column)
+
+
+def _replace_columns(schema: DataSchema, **columns) -> DataSchema:
+    """The schema with other scenario or query column names."""
+    d = schema.to_dict()
+    d.update(columns)
+    return DataSchema.from_dict(d)
+
+
+def with_columns(
+    schema: DataSchema, *, scenario_column: str | None = None,
+    query_column: str | None = None, no_query: bool = False,
+) -> DataSchema:
+    """The schema reading a table whose scenario or query column is named otherwise.
+
+    Parameters
+    ----------
+    schema : DataSchema
+    scenario_column, query_column : str, optional
+        New names; None keeps the schema's.
+    no_query : bool
+        Score every row alone, ignoring the schema's query column.
+    """
+    changes = {}
+    if scenario_column is not None:
+        changes["scenario_column"] = scenario_column
+    if no_query:
+        changes["query_column"] = None
+    elif query_column is not None:
+        changes["query_column"] = query_column
+    return _replace_columns(schema, **changes) if changes else schema
+
+
+# ---------------------------------------------------------------------------
+# A model of the right size
+# ---------------------------------------------------------------------------
+
+
+def model_config(
+    schema: DataSchema, *, e1: int = 8, block_len: int = 16, **overrides
+) -> AutoTaskConfig:
+    """An AutoTask configuration sized for a schema.
+
+    ``d`` is the number of features plus one (the task ID), ``num_tasks`` the
+    number of training scenarios plus one (slot 0, unknown), and
+    ``e2 = d * e1`` as the paper sets (section 4.1.2). The fusion layer is
+    ``e2`` wide and the task ID number is divided by the number of training
+    scenarios, as in the default model (9 of each). The heads are the default
+    model's (2 and 4) where they divide ``e1`` and ``e2``, fewer otherwise.
+
+    Parameters
+    ----------
+    schema : DataSchema
+    e1 : int
+        Facet 1's embedding size per feature token.
+    block_len : int
+        Longest block facet 2 attends over.
+    **overrides
+        Any other :class:`~autotask_lib.AutoTaskConfig` field.
+
+    Returns
+    -------
+    AutoTaskConfig
+
+    Raises
+    ------
+    ValueError
+        If ``e1`` or ``block_len`` is not a positive integer, or an override
+        breaks a rule of :class:`~autotask_lib.AutoTaskConfig`.
+    """
+    for arg, value in (("e1", e1), ("block_len", block_len)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or (
+            value < 1
+        ):
+            raise ValueError(f"{arg} must be a positive integer; got {value!r}")
+    d = schema.d
+    e2 = d * int(e1)
+    fields = {
+        "d": d, "num_tasks": schema.num_tasks, "block_len": int(block_len),
+        "e1": int(e1), "e2": e2,
+        "n_head1": next(h for h in (2, 1) if e1 % h == 0),
+        "n_head2": next(h for h in (4, 2, 1) if e2 % h == 0),
+        "fusion_hidden": e2, "task_id_scale": float(max(1, len(schema.task_ids))),
+    }
+    fields.update(overrides)
+    return AutoTaskConfig(**fields)

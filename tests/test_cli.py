@@ -1,0 +1,382 @@
+"""The command line and saved models: a round trip through new processes."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from autotask_lib import (AutoTask, TrainConfig, load_model, load_user_data,
+                          model_config, prepare, save_model, train_two_stage)
+from autotask_lib import saved as saved_module
+from autotask_lib.cli import evaluation_table, main
+from autotask_lib.saved import score_tensors
+from autotask_lib.train import predict_autotask
+from autotask_lib.userdata import empty_tensors, to_tensors, with_columns
+
+# Columns only the generator knows; a user's own file would not have them.
+GENERATOR_ONLY = ["task_id", "relevance_prob"]
+COMMON = ["--scenario-col", "scenario", "--query-col", "query_id"]
+
+
+def write_user_files(data, folder):
+    """The synthetic splits as a user would have them: CSV and parquet files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data["teacher_train"].drop(columns=GENERATOR_ONLY).to_csv(
+        folder / "teacher.csv", index=False)
+    data["llm_train"].drop(columns=GENERATOR_ONLY).to_csv(
+        folder / "train.csv", index=False)
+    data["test"].drop(columns=GENERATOR_ONLY).to_csv(folder / "test.csv", index=False)
+    return folder
+
+
+def run_cli(*args, cwd):
+    """``python -m autotask_lib ARGS`` in a new process."""
+    return subprocess.run([sys.executable, "-m", "autotask_lib", *map(str, args)],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    """A model trained by the command line in a new process, and its files."""
+    folder = write_user_files(tiny_data, tmp_path_factory.mktemp("cli"))
+    result = run_cli("train", "--data", "train.csv", "--label-col", "llm_label",
+                     *COMMON, "--stage1-data", "teacher.csv", "--stage1-label-col",
+                     "teacher_prob", "--stage1-epochs", 1, "--epochs", 1,
+                     "--batch-size", 64, "--seed", 1, "--out", "model", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder, result
+
+
+# ---------------------------------------------------------------------------
+# The round trip
+# ---------------------------------------------------------------------------
+
+
+def test_train_prints_its_plan_and_an_evaluation(trained):
+    folder, result = trained
+    out = result.stdout
+    assert "features: 23 columns" in out
+    assert "model: AutoTask with d=24, num_tasks=10, e1=8, e2=192" in out
+    assert ("training: 1 epoch(s) on 1,500 rows of --stage1-data, then 1 "
+            "epoch(s) on 800 rows of --data; 1 process") in out
+    assert "evaluation on the training rows of --data (in-sample)" in out
+    for name in ("Hotel", "RealEstate"):
+        assert name in out
+    assert "training AutoTask" in result.stderr  # the progress bar
+    assert sorted(p.name for p in (folder / "model").iterdir()) == [
+        "config.json", "data.json", "model.safetensors"]
+
+
+def test_scores_of_a_new_process_equal_in_process_scores(trained):
+    folder, _ = trained
+    result = run_cli("score", "--model", "model", "--data", "test.csv", "--out",
+                     "scores.parquet", "--label-col", "label", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert "unseen in training, scored as task ID 0: Clinics, Home" in result.stdout
+    assert "0 (unseen)" in result.stdout  # the evaluation marks unseen scenarios
+    scores = pd.read_parquet(folder / "scores.parquet")
+    test = pd.read_csv(folder / "test.csv")
+    assert list(scores.columns) == ["scenario", "query_id", "label", "score"]
+    pd.testing.assert_frame_equal(scores[["scenario", "query_id", "label"]],
+                                  test[["scenario", "query_id", "label"]])
+
+    saved = load_model(folder / "model")
+    in_process = saved.score(folder / "test.csv")
+    np.testing.assert_array_equal(scores["score"].to_numpy(), in_process)
+    # The block-by-block scoring is predict_autotask's, bit for bit.
+    split = to_tensors(test, saved.schema)
+    np.testing.assert_array_equal(predict_autotask(saved.model, split), in_process)
+
+
+def test_csv_scores_read_back_as_the_same_float32(trained):
+    folder, _ = trained
+    assert main(["score", "--model", str(folder / "model"), "--data",
+                 str(folder / "test.csv"), "--out", str(folder / "s.csv"),
+                 "--no-query", "--quiet"]) == 0
+    scores = pd.read_csv(folder / "s.csv")
+    assert list(scores.columns) == ["scenario", "score"]
+    saved = load_model(folder / "model")
+    alone = saved.score(folder / "test.csv",
+                        schema=with_columns(saved.schema, no_query=True))
+    np.testing.assert_array_equal(scores["score"].to_numpy(np.float32), alone)
+
+
+def test_a_model_saved_in_process_scores_the_same_in_a_new_process(tiny_data,
+                                                                   tmp_path):
+    folder = write_user_files(tiny_data, tmp_path)
+    train = load_user_data(folder / "train.csv", scenario_column="scenario",
+                           label_column="llm_label", query_column="query_id")
+    torch.manual_seed(0)
+    model = AutoTask(model_config(train.schema, e1=4, block_len=8))
+    history = train_two_stage(model, empty_tensors(train.schema), train.tensors,
+                              TrainConfig(batch_size=64, epochs_teacher=0,
+                                          epochs_llm=1), seed=0, progress=False)
+    save_model(model, folder / "m", schema=train.schema, history=history, seed=0)
+    test = load_user_data(folder / "test.csv", scenario_column="scenario",
+                          schema=train.schema)
+    expected = score_tensors(model, test.tensors)
+
+    result = run_cli("score", "--model", "m", "--data", "test.csv", "--out",
+                     "new.parquet", "--quiet", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    got = pd.read_parquet(folder / "new.parquet")["score"].to_numpy()
+    np.testing.assert_array_equal(got, expected)
+    assert list(load_model(folder / "m").history["stage"]) == ["llm"]
+
+
+def test_one_labelled_file_trains_one_stage(tiny_data, tmp_path, capsys):
+    folder = write_user_files(tiny_data, tmp_path)
+    code = main(["train", "--data", str(folder / "train.csv"), "--scenario-col",
+                 "scenario", "--label-col", "llm_label", "--feature-cols",
+                 "sim_query_title,q_ad_quality,flag_exact_match", "--epochs", "1",
+                 "--e1", "4", "--batch-size", "64", "--out", str(folder / "m"),
+                 "--eval-data", str(folder / "test.csv"), "--eval-label-col",
+                 "label", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "training: 1 epoch(s) on 800 rows of --data; 1 process" in out
+    assert "evaluation on --eval-data" in out and "Clinics" in out
+    saved = load_model(folder / "m")
+    assert saved.schema.feature_columns == ("sim_query_title", "q_ad_quality",
+                                            "flag_exact_match")
+    assert (saved.model.cfg.d, saved.model.cfg.e2) == (4, 16)
+    assert saved.schema.query_column is None
+    assert saved.train_config.epochs_teacher == 0
+
+
+def test_a_stage_with_epochs_needs_rows(tiny_data):
+    p = prepare(tiny_data)
+    schema_like = p["llm_train"].x[:0]
+    empty = type(p["llm_train"])(schema_like, torch.zeros(0), np.array([]),
+                                 np.zeros(0, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"the teacher split must hold rows to "
+                                         r"train 1 epoch\(s\) on it; got 0 rows"):
+        train_two_stage(AutoTask(), empty, p["llm_train"],
+                        TrainConfig(epochs_teacher=1, epochs_llm=1), seed=0,
+                        progress=False)
+
+
+# ---------------------------------------------------------------------------
+# Errors: one line, exit status 2, no traceback
+# ---------------------------------------------------------------------------
+
+
+def test_errors_in_a_new_process_are_one_line_with_status_2(trained):
+    folder, _ = trained
+    result = run_cli("train", "--data", "train.csv", "--scenario-col", "scenario",
+                     "--label-col", "relevance", "--out", "m2", cwd=folder)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "python -m autotask_lib train: error: --data lacks the label column "
+        "'relevance'; its columns are ['query_id', 'scenario', 'sim_query_title', "
+        "'sim_query_description', 'sim_query_landing_page', 'sim_query_keyword', "
+        "'sim_semantic_embedding', 'sim_category', ... (18 more)]")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def _bad_csv(folder, **changes):
+    frame = pd.read_csv(folder / "train.csv").head(50)
+    for column, (row, value) in changes.items():
+        frame[column] = frame[column].astype(object)
+        frame.loc[row, column] = value
+    frame.to_csv(folder / "bad.csv", index=False)
+    return folder / "bad.csv"
+
+
+@pytest.mark.parametrize("args, match", [
+    (["train", "--data", "{f}/nope.csv"], "--data file '.*nope.csv' does not exist"),
+    (["train", "--data", "{f}/train.csv", "--scenario-col", "kind"],
+     "--data lacks the scenario column 'kind'"),
+    (["train", "--data", "{f}/train.csv", "--feature-cols", "sim_brand,oops"],
+     r"--data lacks 1 feature column\(s\): \['oops'\]"),
+    (["train", "--data", "{f}/train.csv", "--stage1-data", "{f}/teacher.csv"],
+     "--stage1-data needs --stage1-label-col; got none"),
+    (["train", "--data", "{f}/train.csv", "--stage1-data", "{f}/teacher.csv",
+      "--stage1-label-col", "llm_label"],
+     "--stage1-data lacks the label column 'llm_label'"),
+    (["train", "--data", "{f}/train.csv", "--out", "{f}"],
+     "exists and is not a saved AutoTask model"),
+    (["train", "--data", "{f}/train.csv", "--batch-size", "100"],
+     "batch_size must be a multiple of the block length 16; got 100"),
+    (["train", "--data", "{f}/train.txt"], "--data must be a parquet"),
+    (["score", "--model", "{f}/nomodel", "--data", "{f}/test.csv", "--out",
+      "{f}/s.parquet"], "no saved model at '.*nomodel'"),
+    (["score", "--model", "{f}/model", "--data", "{f}/test.csv", "--out",
+      "{f}/s.json"], "--out must be a parquet"),
+    (["score", "--model", "{f}/model", "--data", "{f}/test.csv", "--out",
+      "{f}/s.csv", "--query-col", "qid"], "--data lacks the query column 'qid'"),
+])
+def test_bad_input_gives_one_line_and_status_2(trained, capsys, args, match):
+    folder, _ = trained
+    (folder / "train.txt").write_text("x")
+    args = [a.format(f=folder) for a in args]
+    if args[0] == "train":
+        defaults = {"--scenario-col": "scenario", "--label-col": "llm_label",
+                    "--out": str(folder / "new_model")}
+        for option, value in defaults.items():
+            if option not in args:
+                args += [option, value]
+        args.append("--quiet")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(f"python -m autotask_lib {args[0]}: error: ")
+    assert re.search(match, err), err
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"llm_label": (3, 2.0)}, r"label column 'llm_label' of --data must hold "
+                              r"values in \[0, 1\]; got 2.0 at row 3"),
+    ({"sim_brand": (5, "n/a")}, "features must be finite; column 'sim_brand' of "
+                                "--data holds nan at row 5"),
+    ({"sim_brand": (5, "high")}, "feature column 'sim_brand' of --data must be "
+                                 "numeric"),
+    ({"scenario": (0, "")}, "the scenario column 'scenario' of --data has 1 "
+                            "missing value"),
+])
+def test_bad_values_give_one_line_and_status_2(trained, capsys, tmp_path, change,
+                                               match):
+    folder, _ = trained
+    bad = _bad_csv(folder, **change)
+    code = main(["train", "--data", str(bad), "--scenario-col", "scenario",
+                 "--label-col", "llm_label", "--feature-cols",
+                 "sim_brand,sim_category", "--out", str(tmp_path / "m"),
+                 "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert re.search(match, err), err
+
+
+@pytest.mark.parametrize("args, match", [
+    (["train", "--data", "x.csv"], "the following arguments are required: "
+                                   "--scenario-col, --label-col, --out"),
+    (["train", "--data", "x.csv", "--scenario-col", "s", "--label-col", "y",
+      "--out", "m", "--epochs", "-1"],
+     "argument --epochs: must be a non-negative integer; got '-1'"),
+    (["train", "--data", "x.csv", "--scenario-col", "s", "--label-col", "y",
+      "--out", "m", "--lr", "zero"], "argument --lr: must be a number; got 'zero'"),
+    (["score", "--model", "m", "--data", "x.csv", "--out", "s.csv", "--bogus"],
+     "unrecognized arguments: --bogus"),
+    (["predict"], "invalid choice: 'predict'"),
+    ([], "the following arguments are required: {train,score}"),
+])
+def test_bad_options_exit_with_status_2(capsys, args, match):
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert match in err and err.rstrip().endswith("(see --help)")
+
+
+# ---------------------------------------------------------------------------
+# The saved-model folder
+# ---------------------------------------------------------------------------
+
+
+def _small_model(tiny_data):
+    train = load_user_data(tiny_data["llm_train"], scenario_column="scenario",
+                           label_column="llm_label",
+                           feature_columns=["sim_brand", "q_ad_quality"])
+    return AutoTask(model_config(train.schema, e1=2, block_len=4)), train.schema
+
+
+def test_save_refuses_folders_that_are_not_models(tiny_data, tmp_path):
+    model, schema = _small_model(tiny_data)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="is not a saved AutoTask model"):
+        save_model(model, tmp_path / "notes", schema=schema)
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="exists and is not a folder"):
+        save_model(model, tmp_path / "file", schema=schema)
+    with pytest.raises(TypeError, match="model must be an AutoTask; got Linear"):
+        save_model(torch.nn.Linear(2, 1), tmp_path / "m", schema=schema)
+    with pytest.raises(ValueError, match=r"the model \(d=24, num_tasks=10\) does "
+                                         "not fit the schema"):
+        save_model(AutoTask(), tmp_path / "m", schema=schema)
+
+
+def test_save_replaces_a_model_only_when_the_new_one_is_whole(tiny_data, tmp_path,
+                                                              monkeypatch):
+    model, schema = _small_model(tiny_data)
+    target = save_model(model, tmp_path / "m", schema=schema, seed=1)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(saved_module, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_model(AutoTask(model.cfg), target, schema=schema, seed=2)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no leftovers
+
+    monkeypatch.undo()
+    torch.manual_seed(5)
+    save_model(AutoTask(model.cfg), target, schema=schema, seed=2)
+    assert load_model(target).seed == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert oct(target.stat().st_mode & 0o777) == oct(0o777 & ~_umask())
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_load_explains_missing_and_damaged_folders(tiny_data, tmp_path):
+    model, schema = _small_model(tiny_data)
+    with pytest.raises(FileNotFoundError, match="no saved model at '.*absent'"):
+        load_model(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="is not a saved AutoTask model: it has "
+                                         "no config.json"):
+        load_model(tmp_path / "empty")
+
+    target = save_model(model, tmp_path / "m", schema=schema)
+    config = (target / "config.json").read_text()
+    (target / "config.json").write_text(config[:40])
+    with pytest.raises(ValueError, match="is damaged: config.json cannot be read"):
+        load_model(target)
+    meta = json.loads(config)
+    (target / "config.json").write_text(json.dumps({**meta, "format": "other"}))
+    with pytest.raises(ValueError, match="lacks format='autotask-saved-model'"):
+        load_model(target)
+    (target / "config.json").write_text(json.dumps({**meta, "version": 99}))
+    with pytest.raises(ValueError, match="layout version 99; this library reads "
+                                         "version 1"):
+        load_model(target)
+    (target / "config.json").write_text(config)
+    (target / "model.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(ValueError, match="is damaged: model.safetensors cannot be "
+                                         "loaded"):
+        load_model(target)
+    (target / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match="is damaged: it has no model.safetensors"):
+        load_model(target)
+    (target / "data.json").unlink()
+    with pytest.raises(ValueError, match="is not a saved AutoTask model: it has "
+                                         "no data.json"):
+        load_model(target)
+
+
+def test_evaluation_orders_scenarios_and_splits_soft_labels():
+    y = np.array([0.9, 0.1, 0.7, 0.2, 1.0, 1.0])
+    prob = np.array([0.8, 0.3, 0.6, 0.4, 0.5, 0.9])
+    scenario = np.array(["B", "B", "A", "A", "New", "New"])
+    table = evaluation_table(y, prob, scenario, {"A": 1, "B": 2})
+    assert table["scenario"].tolist() == ["A", "B", "New"]
+    assert table["task_id"].tolist() == [1, 2, 0]
+    assert table["positives"].tolist() == [1, 1, 2]
+    assert table["roc_auc"].iloc[:2].tolist() == [1.0, 1.0]
+    assert np.isnan(table["roc_auc"].iloc[2])  # one class only

@@ -1,0 +1,330 @@
+"""The loader of user tables: reading, validation, task IDs, standardisation."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from autotask_lib import (DataSchema, fit_schema, load_user_data, model_config,
+                          prepare, read_table, to_tensors, validate_frame)
+from autotask_lib.data import Standardizer
+from autotask_lib.userdata import (block_groups, empty_tensors,
+                                   parse_feature_columns, select_feature_columns,
+                                   with_columns)
+from data_synth import FEATURE_NAMES
+
+
+def user_frame(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "ad_type": np.repeat(["Shoes", "Hotel", "Cars"], n // 3),
+        "row_text": [f"r{i}" for i in range(n)],  # not numeric: never a feature
+        "f_sim": rng.random(n),
+        "query": np.repeat([f"q{i}" for i in range(n // 2)], 2),
+        "f_count": rng.integers(0, 50, n),
+        "f_flag": rng.random(n) > 0.5,
+        "y": rng.random(n),  # soft labels
+    })
+
+
+COLUMNS = dict(scenario_column="ad_type", feature_columns=["f_sim", "f_count",
+                                                           "f_flag"])
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+
+
+def test_parquet_csv_and_frames_read_alike(tmp_path):
+    frame = user_frame()
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_csv(tmp_path / "t.csv.gz", index=False)
+    assert read_table(frame) is frame
+    for name in ("t.parquet", "t.csv", "t.csv.gz"):
+        got = read_table(tmp_path / name)
+        pd.testing.assert_frame_equal(got, frame, check_dtype=False)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"--data file '.*nope\.csv' does "
+                                                "not exist"):
+        read_table(tmp_path / "nope.csv", name="--data")
+
+
+def test_unknown_file_type_is_refused(tmp_path):
+    (tmp_path / "t.xlsx").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match=r"data must be a parquet \(.parquet, "
+                                         r".pq\) or CSV .* got '.*t\.xlsx'"):
+        read_table(tmp_path / "t.xlsx")
+
+
+def test_empty_file_and_header_only_file_are_refused(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match=r"'.*empty\.csv' is empty \(0 bytes\)"):
+        read_table(tmp_path / "empty.csv")
+    (tmp_path / "header.csv").write_text("ad_type,f_sim,y\n")
+    with pytest.raises(ValueError, match="data holds no rows; it needs at least one"):
+        read_table(tmp_path / "header.csv")
+
+
+def test_unreadable_file_is_refused(tmp_path):
+    (tmp_path / "bad.parquet").write_bytes(b"this is not parquet at all")
+    with pytest.raises(ValueError, match=r"could not read data file "
+                                         r"'.*bad\.parquet' as parquet: "):
+        read_table(tmp_path / "bad.parquet")
+    (tmp_path / "bad.csv").write_bytes(b'a,b\n1,"2\n')  # unterminated quote
+    with pytest.raises(ValueError, match=r"could not read data file '.*bad\.csv' "
+                                         "as csv: "):
+        read_table(tmp_path / "bad.csv")
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(ValueError, match=r"'.*dir\.csv' is a folder"):
+        read_table(tmp_path / "dir.csv")
+
+
+def test_duplicate_columns_are_refused(tmp_path):
+    (tmp_path / "dup.csv").write_text("ad_type,f_sim,f_sim,y\nA,1,2,0\n")
+    with pytest.raises(ValueError, match=r"duplicate column names \['f_sim'\]"):
+        read_table(tmp_path / "dup.csv")
+    frame = pd.DataFrame([[1, 2, 3]], columns=["a", "b", "a"])
+    with pytest.raises(ValueError, match=r"duplicate column names \['a'\]"):
+        read_table(frame)
+    table = pa.table([pa.array([1.0]), pa.array([2.0]), pa.array(["A"])],
+                     names=["f", "f", "ad_type"])
+    pq.write_table(table, tmp_path / "dup.parquet")
+    with pytest.raises(ValueError, match=r"data has duplicate column names \['f'\]"):
+        read_table(tmp_path / "dup.parquet")
+
+
+def test_sources_other_than_frames_and_paths_are_refused():
+    with pytest.raises(TypeError, match="pandas DataFrame or the path .* got int"):
+        read_table(3)
+
+
+# ---------------------------------------------------------------------------
+# Feature columns
+# ---------------------------------------------------------------------------
+
+
+def test_default_features_are_the_other_numeric_columns_in_file_order():
+    frame = user_frame()
+    got = select_feature_columns(frame, scenario_column="ad_type",
+                                 label_columns="y", query_column="query")
+    assert got == ["f_sim", "f_count", "f_flag"]
+    with pytest.raises(ValueError, match="found no numeric feature columns"):
+        select_feature_columns(frame[["ad_type", "row_text", "y"]],
+                               scenario_column="ad_type", label_columns=["y"])
+
+
+def test_feature_list_parsing():
+    assert parse_feature_columns(" a, b ,c") == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="comma-separated list of names; got 'a,,b'"):
+        parse_feature_columns("a,,b")
+    with pytest.raises(ValueError, match=r"duplicate column names \['a'\]"):
+        parse_feature_columns("a,b,a")
+
+
+# ---------------------------------------------------------------------------
+# Validation: every error names the column and what is wrong
+# ---------------------------------------------------------------------------
+
+
+def test_a_valid_frame_passes():
+    validate_frame(user_frame(), label_column="y", query_column="query", **COLUMNS)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(scenario_column="kind"), "data lacks the scenario column 'kind'"),
+    (dict(label_column="click"), "data lacks the label column 'click'"),
+    (dict(query_column="qid"), "data lacks the query column 'qid'"),
+    (dict(feature_columns=["f_sim", "f_a", "f_b"]),
+     r"data lacks 2 feature column\(s\): \['f_a', 'f_b'\]"),
+    (dict(label_column="f_sim"), "label column 'f_sim' cannot also be a feature"),
+    (dict(label_column="ad_type"), "scenario and label columns must differ"),
+    (dict(feature_columns=[]), "must name at least one column"),
+])
+def test_missing_or_conflicting_columns(kwargs, match):
+    args = {**COLUMNS, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        validate_frame(user_frame(), **args)
+
+
+def test_non_numeric_features_are_refused():
+    frame = user_frame().assign(f_sim=["0.5"] * 11 + ["high"])
+    with pytest.raises(ValueError, match=r"feature column 'f_sim' of data must be "
+                                         r"numeric; got dtype \w+ with values "
+                                         "such as 'high'"):
+        validate_frame(frame, **COLUMNS)
+    frame = user_frame().assign(f_sim=pd.Categorical(["a"] * 12))
+    with pytest.raises(ValueError, match="'f_sim' of data must be numeric; got "
+                                         "dtype category"):
+        validate_frame(frame, **COLUMNS)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_features_are_refused(bad):
+    frame = user_frame()
+    frame["f_count"] = frame["f_count"].astype(float)
+    frame.loc[4, "f_count"] = bad
+    with pytest.raises(ValueError, match=f"features must be finite; column "
+                                         f"'f_count' of data holds {bad} at row 4"):
+        validate_frame(frame, **COLUMNS)
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, np.nan])
+def test_labels_outside_zero_one_are_refused(bad):
+    frame = user_frame()
+    frame.loc[7, "y"] = bad
+    with pytest.raises(ValueError, match=rf"label column 'y' of data must hold "
+                                         rf"values in \[0, 1\]; got {bad} at row 7"):
+        validate_frame(frame, label_column="y", **COLUMNS)
+
+
+def test_text_labels_are_refused():
+    frame = user_frame().assign(y=["yes"] * 12)
+    with pytest.raises(ValueError, match="label column 'y' of data must be numeric "
+                                         r"in \[0, 1\]; got dtype \w+ with "
+                                         "values such as 'yes'"):
+        validate_frame(frame, label_column="y", **COLUMNS)
+
+
+def test_missing_scenarios_and_queries_are_refused():
+    frame = user_frame()
+    frame.loc[[3, 5], "ad_type"] = None
+    with pytest.raises(ValueError, match=r"the scenario column 'ad_type' of data "
+                                         r"has 2 missing value\(s\), the first at "
+                                         "row 3; every row needs a scenario"):
+        validate_frame(frame, **COLUMNS)
+    frame = user_frame()
+    frame.loc[9, "query"] = np.nan
+    with pytest.raises(ValueError, match="query column 'query' of data has 1 "
+                                         "missing value"):
+        validate_frame(frame, query_column="query", **COLUMNS)
+
+
+def test_errors_name_the_table():
+    with pytest.raises(ValueError, match="--eval-data lacks the label column 'z'"):
+        validate_frame(user_frame(), label_column="z", name="--eval-data",
+                       **COLUMNS)
+
+
+# ---------------------------------------------------------------------------
+# Schema: task IDs and standardisation
+# ---------------------------------------------------------------------------
+
+
+def test_schema_numbers_scenarios_and_standardises_on_all_training_rows():
+    a, b = user_frame(seed=1), user_frame(seed=2).assign(ad_type="Boats")
+    schema = fit_schema([a, b], **COLUMNS)
+    assert schema.task_ids == {"Boats": 1, "Cars": 2, "Hotel": 3, "Shoes": 4}
+    assert (schema.d, schema.num_tasks) == (4, 5)
+    both = pd.concat([a, b])[list(COLUMNS["feature_columns"])].to_numpy(float)
+    np.testing.assert_array_equal(schema.standardizer.mean, both.mean(axis=0))
+    np.testing.assert_array_equal(schema.standardizer.std, both.std(axis=0))
+
+
+def test_unseen_scenarios_get_task_id_zero_and_training_statistics():
+    train = user_frame(seed=1)
+    schema = fit_schema(train, **COLUMNS)
+    new = user_frame(seed=5)
+    new.loc[:3, "ad_type"] = "Clinics"
+    split = to_tensors(new, schema, label_column="y")
+    expected_ids = schema.task_id_of(new["ad_type"])
+    assert (expected_ids[:4] == 0).all() and (expected_ids[4:] > 0).all()
+    np.testing.assert_array_equal(split.task_id.numpy(), expected_ids)
+    # Standardised with the training rows' statistics, not the new table's.
+    raw = new[list(COLUMNS["feature_columns"])].to_numpy(float)
+    np.testing.assert_allclose(split.x[:, :-1].numpy(),
+                               schema.standardizer.transform(raw), rtol=0, atol=0)
+    np.testing.assert_allclose(split.target.numpy(), new["y"].to_numpy(np.float32))
+
+
+def test_unlabelled_tables_get_nan_targets():
+    schema = fit_schema(user_frame(), **COLUMNS)
+    split = to_tensors(user_frame().drop(columns="y"), schema)
+    assert torch.isnan(split.target).all() and len(split) == 12
+
+
+def test_a_query_of_two_scenarios_makes_two_blocks():
+    frame = pd.DataFrame({"ad_type": ["A", "A", "B", "A", "B"],
+                          "query": ["q1", "q1", "q1", "q2", "q2"], "f": range(5)})
+    schema = fit_schema(frame, scenario_column="ad_type", feature_columns=["f"],
+                        query_column="query")
+    groups = block_groups(frame, schema)
+    assert groups.tolist() == [0, 0, 1, 2, 3]
+    alone = with_columns(schema, no_query=True)
+    assert block_groups(frame, alone).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_schema_survives_json_exactly():
+    schema = fit_schema(user_frame(), query_column="query", **COLUMNS)
+    again = DataSchema.from_dict(json.loads(json.dumps(schema.to_dict())))
+    assert again == schema
+    np.testing.assert_array_equal(again.standardizer.mean, schema.standardizer.mean)
+    np.testing.assert_array_equal(again.standardizer.std, schema.standardizer.std)
+    with pytest.raises(ValueError, match="schema is incomplete or malformed"):
+        DataSchema.from_dict({"feature_columns": ["a"]})
+
+
+def test_schema_checks_its_parts():
+    with pytest.raises(ValueError, match="must hold 2 means and standard "
+                                         "deviations, one per feature; got 1"):
+        DataSchema(("a", "b"), "s", None, {"x": 1},
+                   Standardizer(np.zeros(1), np.ones(1)))
+    with pytest.raises(ValueError, match=r"task_ids must number the scenarios "
+                                         r"1..2; got \[1, 3\]"):
+        DataSchema(("a",), "s", None, {"x": 1, "y": 3},
+                   Standardizer(np.zeros(1), np.ones(1)))
+
+
+# ---------------------------------------------------------------------------
+# One call, and the model's size
+# ---------------------------------------------------------------------------
+
+
+def test_load_user_data_fits_then_reuses_a_schema(tmp_path):
+    user_frame().to_csv(tmp_path / "train.csv", index=False)
+    train = load_user_data(tmp_path / "train.csv", scenario_column="ad_type",
+                           label_column="y", query_column="query")
+    assert train.schema.feature_columns == ("f_sim", "f_count", "f_flag")
+    test = load_user_data(user_frame(seed=3).drop(columns="y"),
+                          scenario_column="ad_type", schema=train.schema)
+    assert test.schema is train.schema and test.label_column is None
+    with pytest.raises(ValueError, match="label_column is required to fit"):
+        load_user_data(user_frame(), scenario_column="ad_type")
+    with pytest.raises(ValueError, match="come from the schema when one is given"):
+        load_user_data(user_frame(), scenario_column="ad_type",
+                       schema=train.schema, feature_columns=["f_sim"])
+
+
+def test_synthetic_data_read_as_a_user_table_matches_prepare(tiny_data):
+    # The user loader and the synthetic-data loader agree on the same rows.
+    p = prepare(tiny_data)
+    llm = tiny_data["llm_train"]
+    schema = DataSchema(tuple(FEATURE_NAMES), "scenario", "query_id", p.task_ids,
+                        p.standardizer)
+    split = to_tensors(llm, schema, label_column="llm_label")
+    np.testing.assert_array_equal(split.x.numpy(), p["llm_train"].x.numpy())
+
+
+def test_model_is_sized_for_the_schema():
+    schema = fit_schema(user_frame(), **COLUMNS)  # 3 features, 3 scenarios
+    cfg = model_config(schema, e1=6, block_len=4)
+    assert (cfg.d, cfg.num_tasks, cfg.e1, cfg.e2) == (4, 4, 6, 24)
+    assert (cfg.n_head1, cfg.n_head2, cfg.block_len) == (2, 4, 4)
+    assert cfg.task_id_scale == 3.0 and cfg.fusion_hidden == 24
+    odd = model_config(schema, e1=3)
+    assert (odd.n_head1, odd.n_head2, odd.e2) == (1, 4, 12)
+    with pytest.raises(ValueError, match="e1 must be a positive integer; got 0"):
+        model_config(schema, e1=0)
+
+
+def test_an_empty_split_has_the_schema_width():
+    schema = fit_schema(user_frame(), **COLUMNS)
+    empty = empty_tensors(schema)
+    assert tuple(empty.x.shape) == (0, 4) and len(empty) == 0
