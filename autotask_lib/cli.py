@@ -149,7 +149,15 @@ def _print_evaluation(title: str, y_true, y_prob, scenario, schema) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line, with exit status 2."""
+    """An argument parser whose errors are one line, with exit status 2.
+
+    Options must be spelt in full: a prefix such as ``--epoch`` is an error,
+    not a silent ``--epochs``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -219,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--query-col", metavar="Q",
                        help="column of query IDs: one query's candidates are "
                        "scored as one block; default: every row alone")
-    train.add_argument("--epochs", type=_non_negative_int, default=3, metavar="N",
-                       help="epochs on --data (default 3)")
+    train.add_argument("--epochs", type=_positive_int, default=3, metavar="N",
+                       help="epochs on --data, at least 1 (default 3)")
     train.add_argument("--seed", type=_non_negative_int, default=0, metavar="S",
                        help="seed of the initialisation and the shuffles "
                        "(default 0)")
