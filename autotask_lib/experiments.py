@@ -24,6 +24,14 @@ result; the temporary folders of processes that died are removed by later
 runs. A lock per key makes concurrent processes train a model once, and every
 training is recorded in ``runs/training_log.jsonl``, so a whole build can show
 that each model was trained exactly once (:func:`training_log`).
+
+Runs an experiment still needs are trained side by side in
+``AUTOTASK_WORKERS`` processes (:func:`fit_many`; two by default, one on a
+one-core machine), each with its share of the machine's cores. Small models
+use one core barely less well than two, so two processes of one thread train
+twice as many rows per second as one process of two. Every cached run is
+trained with that share of threads, whether alone or beside another, so where
+a run was trained never changes its numbers.
 """
 
 from __future__ import annotations
@@ -36,11 +44,15 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
+import types
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +61,7 @@ import scipy
 import sklearn
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 import data_synth
 from data_synth.io import STALE_AFTER_S, clean_stale_temporaries  # noqa: F401
@@ -57,14 +70,14 @@ from data_synth.io import temporary_owner as _owner
 from .baseline import BaselineConfig, MultiTaskDNN
 from .calibration import METHODS as CALIBRATION_METHODS
 from .calibration import ScenarioCalibrator
-from .data import (PreparedData, gather_blocks, group_blocks, prepare,
-                   random_blocks)
+from .data import PreparedData, group_blocks, prepare, random_blocks
 from .metrics import (HIGHER_IS_BETTER, bootstrap_scenario_metrics,
                       reliability_curve, scenario_metrics, summarise)
 from .model import AutoTask, AutoTaskConfig
 from .peers import MMoE, PLE, MMoEConfig, PLEConfig, predict_peer
 from .profiles import Profile, get_profile
-from .train import TrainConfig, predict_autotask, predict_baseline, train_two_stage
+from .train import (TrainConfig, predict_autotask, predict_baseline, score_blocks,
+                    train_two_stage)
 
 try:  # POSIX file locks; elsewhere concurrent processes may train a model twice
     import fcntl
@@ -263,7 +276,8 @@ def cache_summary(profile: Profile | str | None = None) -> str:
         return int(ev.loc[(ev["what"] == what) & (ev["action"] == action),
                           "count"].sum())
 
-    text = (f"This process trained {count('run', 'trained')} model(s) and "
+    text = (f"This process (with its training workers) trained "
+            f"{count('run', 'trained')} model(s) and "
             f"loaded {count('run', 'loaded')} from the cache; it computed "
             f"{count('experiment', 'computed')} experiment table(s) and "
             f"loaded {count('experiment', 'loaded')}.")
@@ -457,13 +471,14 @@ def _train_and_store(kind, model_cls, model_cfg, train_cfg, profile, seed, key,
     # Train, score both splits, write the run atomically and log the training.
     log.info("training run %s (seed %d)", folder.name, seed)
     start = time.perf_counter()
-    torch.manual_seed(seed)
-    model = model_cls(model_cfg)
-    history = train_two_stage(
-        model, prepared["teacher_train"], prepared["llm_train"], train_cfg,
-        seed, progress=progress, device=profile.device,
-    )
-    scores = _score(kind, model, prepared)
+    with _torch_threads(training_threads()):
+        torch.manual_seed(seed)
+        model = model_cls(model_cfg)
+        history = train_two_stage(
+            model, prepared["teacher_train"], prepared["llm_train"], train_cfg,
+            seed, progress=progress, device=profile.device,
+        )
+        scores = _score(kind, model, prepared)
     meta = {
         "kind": kind, "seed": seed, "key": key, "model_config": asdict(model_cfg),
         "train_config": asdict(train_cfg), "data_fingerprint":
@@ -490,6 +505,251 @@ def _train_and_store(kind, model_cls, model_cfg, train_cfg, profile, seed, key,
     log.info("trained run %s in %.1f s", folder.name, seconds)
     return Run(kind, seed, key, model, _split_scores(scores, "test"), history,
                folder, _split_scores(scores, "calibration"))
+
+
+# ---------------------------------------------------------------------------
+# Training several runs side by side
+# ---------------------------------------------------------------------------
+
+WORKERS_ENV = "AUTOTASK_WORKERS"
+
+
+def _usable_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def training_workers() -> int:
+    """Processes that train missing runs side by side.
+
+    ``AUTOTASK_WORKERS`` when set (1 trains every run in this process);
+    otherwise 2, or 1 on a machine with a single core.
+
+    Raises
+    ------
+    ValueError
+        If ``AUTOTASK_WORKERS`` is not a positive integer.
+    """
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    if not raw:
+        return min(2, _usable_cpus())
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(
+            f"{WORKERS_ENV} must be a positive integer; got {raw!r}"
+        )
+    return int(raw)
+
+
+def training_threads() -> int:
+    """Threads of one run's training: the cores shared among the workers."""
+    return max(1, _usable_cpus() // training_workers())
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# In a worker process: the prepared data sets it has read, by file.
+_WORKER_DATA: dict[str, PreparedData] = {}
+
+
+# The settings a worker must share with its parent at every call: a pool
+# outlives changes to the parent's environment.
+_SHARED_ENV = ("AUTOTASK_ARTIFACTS", WORKERS_ENV)
+
+
+def _fit_in_worker(env: dict, data_file: str, kind, model_cfg, profile, seed,
+                   train_cfg) -> tuple[str, bool]:
+    # Runs in a worker: train one run into the cache; the parent loads it.
+    for name in _SHARED_ENV:
+        if env.get(name) is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = env[name]
+    if data_file not in _WORKER_DATA:
+        _WORKER_DATA.clear()
+        # A file this library's parent process wrote a moment ago in a private
+        # temporary folder, not a checkpoint from elsewhere.
+        _WORKER_DATA[data_file] = torch.load(data_file, weights_only=False)
+    run = fit_and_score(kind, model_cfg, profile, seed, train_cfg=train_cfg,
+                        prepared=_WORKER_DATA[data_file], progress=False)
+    return run.folder.name, _EVENTS["run", "trained", run.folder.name] > 0
+
+
+_POOL: dict = {}  # the worker pool of this process, reused across calls
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # Fresh processes (spawn): forking a process that already runs OpenMP
+    # threads can hang the child.
+    if _POOL.get("workers") != workers:
+        _close_pool()
+        _POOL.update(workers=workers, pool=ProcessPoolExecutor(
+            workers, mp_context=get_context("spawn")))
+    return _POOL["pool"]
+
+
+@contextlib.contextmanager
+def _without_main_module():
+    # A spawned process first re-runs the script that started its parent,
+    # unless that script guards its work with `if __name__ == "__main__"`. The
+    # workers need nothing from the caller's script (they run this module's
+    # functions on this library's configs), so while they start, the script
+    # is hidden from them: a user's unguarded script is neither repeated nor
+    # broken by the workers.
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+def _close_pool(kill: bool = False) -> None:
+    pool = _POOL.pop("pool", None)
+    _POOL.clear()
+    if pool is None:
+        return
+    if kill:
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+    pool.shutdown(wait=not kill, cancel_futures=True)
+
+
+def fit_many(
+    jobs,
+    profile: Profile,
+    *,
+    data=None,
+    prepared: PreparedData | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[Run]:
+    """Train the missing runs of several jobs side by side, then load them all.
+
+    Parameters
+    ----------
+    jobs : sequence of tuples
+        ``(kind, model_cfg, seed)`` or ``(kind, model_cfg, seed, train_cfg)``,
+        each as the arguments of :func:`fit_and_score`.
+    profile : Profile
+    data, prepared : optional
+        The profile's data set or its tensors, to avoid reloading them.
+    workers : int, optional
+        Training processes; :func:`training_workers` when omitted. With 1,
+        or with at most one run missing, training happens in this process.
+    progress : bool
+        Show a bar over the runs being trained.
+
+    Returns
+    -------
+    list of Run
+        In the order of ``jobs``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        On a malformed job, as :func:`fit_and_score` does on its arguments.
+    """
+    if isinstance(jobs, (str, bytes)) or not hasattr(jobs, "__iter__"):
+        raise TypeError(f"jobs must be a sequence of tuples; got {jobs!r}")
+    jobs = list(jobs)
+    for job in jobs:
+        if not isinstance(job, tuple) or len(job) not in (3, 4):
+            raise ValueError(
+                "each job must be a tuple (kind, model_cfg, seed[, train_cfg]); "
+                f"got {job!r}"
+            )
+    workers = training_workers() if workers is None else workers
+    if not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or (
+            workers < 1):
+        raise ValueError(f"workers must be a positive integer; got {workers!r}")
+    if not isinstance(profile, Profile):
+        raise TypeError(
+            f"profile must be a Profile (get_profile({profile!r}) makes one); "
+            f"got {type(profile).__name__}"
+        )
+    if prepared is None:
+        prepared = prepare(data if data is not None else load_data(profile))
+    jobs = [(*job, None) if len(job) == 3 else job for job in jobs]
+
+    # Which runs are missing from the cache (checking every job's arguments).
+    src = library_source_hash()
+    missing = {}
+    for kind, model_cfg, seed, train_cfg in jobs:
+        _check_kind_and_config(kind, model_cfg)
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or (
+                seed < 0):
+            raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+        if train_cfg is not None and not isinstance(train_cfg, TrainConfig):
+            raise TypeError(
+                "train_cfg must be a TrainConfig or None; got "
+                f"{type(train_cfg).__name__}"
+            )
+        key = run_key(kind, model_cfg, profile.train if train_cfg is None
+                      else train_cfg, int(seed), prepared.fingerprint, src=src)
+        name = f"{kind}-{key}"
+        if not (artifacts_dir(profile) / "runs" / name / "run.json").exists():
+            missing.setdefault(name, (kind, model_cfg, int(seed), train_cfg))
+
+    trained = set()
+    if workers > 1 and len(missing) > 1:
+        trained = _train_in_workers(list(missing.values()), profile, prepared,
+                                    min(workers, len(missing)), progress)
+    runs = [fit_and_score(kind, model_cfg, profile, seed, prepared=prepared,
+                          train_cfg=train_cfg, progress=progress)
+            for kind, model_cfg, seed, train_cfg in jobs]
+    for name in trained:  # trained for this process, not loaded from before
+        _EVENTS["run", "loaded", name] -= 1
+        if _EVENTS["run", "loaded", name] <= 0:
+            del _EVENTS["run", "loaded", name]
+    return runs
+
+
+def _train_in_workers(jobs, profile, prepared, workers, progress) -> set[str]:
+    # Train jobs in worker processes; returns the names of the runs they
+    # trained. The workers read the data from one file instead of each being
+    # sent a copy.
+    trained_here: set[str] = set()
+    cache = artifacts_dir(profile)
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".prepared-", dir=cache) as tmp:
+        data_file = os.path.join(tmp, f"{prepared.fingerprint}.pt")
+        torch.save(prepared, data_file)
+        pool = _pool(workers)
+        env = {name: os.environ.get(name) for name in _SHARED_ENV}
+        with _without_main_module():  # worker processes start on submit
+            futures = [pool.submit(_fit_in_worker, env, data_file, kind,
+                                   model_cfg, profile, seed, train_cfg)
+                       for kind, model_cfg, seed, train_cfg in jobs]
+        bar = tqdm(total=len(futures), unit="run", disable=not progress,
+                   desc=f"training {len(futures)} runs in {workers} processes")
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                bar.update(len(done))
+                for f in done:
+                    name, trained = f.result()  # re-raises a worker's error
+                    if trained:  # counted here, where cache_events looks
+                        _EVENTS["run", "trained", name] += 1
+                        trained_here.add(name)
+        except BaseException:
+            # Stop the other runs too; a run killed mid-write leaves only a
+            # temporary folder, which later runs clean away.
+            _close_pool(kill=True)
+            raise
+        finally:
+            bar.close()
+    return trained_here
 
 
 def run_metrics(run: Run, output: str, model_name: str | None = None,
@@ -701,6 +961,21 @@ class Experiment:
                 v.kind, v.model_cfg, self.profile, seed, prepared=self.prepared,
                 train_cfg=v.train, progress=progress)
         return self._runs[memo]
+
+    def fit_all(self, *, progress: bool = True) -> None:
+        """Train every variant's missing runs side by side (:func:`fit_many`)."""
+        if self.prepared is None:
+            self.prepared = prepare(load_data(self.profile))
+        memos, jobs = [], []
+        for seed in self.seeds:
+            for v in self.variants.values():
+                memo = (v.kind, _cfg_id(v), int(seed))
+                if memo not in self._runs and memo not in memos:
+                    memos.append(memo)
+                    jobs.append((v.kind, v.model_cfg, int(seed), v.train))
+        runs = fit_many(jobs, self.profile, prepared=self.prepared,
+                        progress=progress)
+        self._runs.update(zip(memos, runs))
 
     def scores(self, variant: str, seed: int, split: str = "test") -> pd.DataFrame:
         """A variant's (calibrated) scores on a split; see :func:`scored_rows`."""
@@ -997,6 +1272,7 @@ def run_experiment(
 def _compute_experiment(experiment: Experiment, progress: bool) -> None:
     # Measure every variant on every seed, then write the tables atomically.
     tables, reps = [], []
+    experiment.fit_all(progress=progress)
     for seed in experiment.seeds:
         for variant, v in experiment.variants.items():
             run = experiment.run(variant, seed, progress=progress)
@@ -1241,15 +1517,8 @@ def predict_in_blocks(model: AutoTask, split, blocks: np.ndarray, *,
             f"blocks must be a 2-D array holding each of the {len(split)} rows "
             f"exactly once; got shape {blocks.shape} with {len(real)} row slots"
         )
-    model.eval()
-    out = np.full(len(split), np.nan, dtype=np.float32)
     per_pass = max(1, batch_rows // blocks.shape[1])
-    for lo in range(0, len(blocks), per_pass):
-        idx = blocks[lo: lo + per_pass]
-        xb, valid = gather_blocks(split.x, idx)  # (b', t, d), (b', t)
-        prob = torch.sigmoid(model(xb, valid))  # (b', t)
-        out[idx[valid.numpy()]] = prob[valid].numpy()
-    return out
+    return score_blocks(model, split.x, blocks, per_pass)
 
 
 def feature_mean_distances(prepared: PreparedData, scenarios, *,

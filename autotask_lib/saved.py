@@ -34,9 +34,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .data import TaskTensors, gather_blocks, group_blocks
+from .data import TaskTensors, group_blocks
 from .model import AutoTask, AutoTaskConfig
-from .train import TrainConfig
+from .train import TrainConfig, score_blocks
 from .userdata import DataSchema, read_table, to_tensors
 
 FORMAT = "autotask-saved-model"  # marks a folder as a saved model
@@ -93,23 +93,15 @@ def score_tensors(
 
     Each group of ``split.query_id`` (one query's rows of one scenario) is
     scored as one block of at most ``block_len`` rows (paper section 3.1);
-    the batches are the same as ``predict_autotask``'s, so the scores are too.
+    the batches are :func:`~autotask_lib.train.score_blocks`'s, as
+    ``predict_autotask``'s, so the scores are too.
 
     Returns
     -------
     float32 ndarray of shape (n,)
     """
     blocks = group_blocks(split.query_id, model.cfg.block_len)  # (b', t)
-    model.eval()
-    out = np.full(len(split), np.nan, dtype=np.float32)
-    starts = range(0, len(blocks), batch_blocks)
-    for lo in tqdm(starts, desc="scoring", unit="batch", disable=not progress,
-                   mininterval=1.0):
-        idx = blocks[lo: lo + batch_blocks]
-        xb, valid = gather_blocks(split.x, idx)  # (b', t, d), (b', t)
-        prob = torch.sigmoid(model(xb, valid))  # (b', t)
-        out[idx[valid.numpy()]] = prob[valid].numpy()
-    return out
+    return score_blocks(model, split.x, blocks, batch_blocks, progress=progress)
 
 
 # ---------------------------------------------------------------------------
