@@ -124,11 +124,32 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+# The folders of a profile's cache.
+_CACHE_FOLDERS = ("data", "locks", "runs", "experiments", "tables")
+
+
 def artifacts_dir(profile: Profile | str) -> Path:
-    """``artifacts/<profile>/`` under ``AUTOTASK_ARTIFACTS`` or the checkout."""
+    """``artifacts/<profile>/`` under ``AUTOTASK_ARTIFACTS`` or the checkout.
+
+    Raises
+    ------
+    ValueError
+        If a file stands where the cache needs a folder: the root, the
+        profile's folder or one of its folders (``data``, ``locks``, ``runs``,
+        ``experiments``, ``tables``).
+    """
     name = profile if isinstance(profile, str) else profile.name
-    root = os.environ.get("AUTOTASK_ARTIFACTS") or repo_root() / "artifacts"
-    return Path(root) / name
+    root = Path(os.environ.get("AUTOTASK_ARTIFACTS") or repo_root() / "artifacts")
+    folder = root / name
+    for path in (root, folder, *(folder / sub for sub in _CACHE_FOLDERS)):
+        if path.exists() and not path.is_dir():
+            raise ValueError(
+                f"the artifacts cache needs a folder at {str(path)!r}, but a "
+                "file is there; move the file aside"
+                + (", or set AUTOTASK_ARTIFACTS to a folder" if path == root
+                   else "")
+            )
+    return folder
 
 
 def load_data(profile: Profile, *, progress: bool = False):
@@ -200,7 +221,14 @@ def _key_lock(profile: Profile, name: str):
         return
     folder = artifacts_dir(profile) / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{name}.lock", "a") as handle:
+    path = folder / f"{name}.lock"
+    if path.is_dir():
+        raise ValueError(
+            f"the lock file {str(path)!r} is a folder; remove it (locks hold "
+            "nothing but are needed to keep processes from training a model "
+            "twice)"
+        )
+    with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -241,7 +269,21 @@ def training_log(profile: Profile | str, *, current: bool = False) -> pd.DataFra
                "library_source"]
     if not path.exists():
         return pd.DataFrame(columns=columns)
-    records = [json.loads(line) for line in path.read_text().splitlines() if line]
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            warnings.warn(
+                f"line {number} of {str(path)!r} is not a training record and "
+                "is skipped", CacheWarning, stacklevel=2,
+            )
+            continue
+        records.append(record)
     table = pd.DataFrame(records).reindex(columns=columns)
     if current:
         table = table[table["library_source"] == library_source_hash()]
@@ -1062,6 +1104,11 @@ def _check_name(name) -> str:
 
 
 def _check_seeds(seeds) -> tuple[int, ...]:
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(
+            "seeds must be a sequence of distinct non-negative integers, such "
+            f"as (0, 1, 2); got {seeds!r}"
+        )
     seeds = tuple(seeds)
     if not seeds or any(not isinstance(s, (int, np.integer)) or isinstance(s, bool)
                         or s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
@@ -1220,8 +1267,17 @@ def run_experiment(
         )
     variants = {str(k): _as_variant(str(k), v) for k, v in variants.items()}
     profile = get_profile() if profile is None else profile
+    if not isinstance(profile, Profile):
+        raise TypeError(
+            f"profile must be a Profile (get_profile({profile!r}) makes one) or "
+            f"None; got {type(profile).__name__}"
+        )
     seeds = _check_seeds(profile.seeds if seeds is None else seeds)
     config = ExperimentConfig() if config is None else config
+    if not isinstance(config, ExperimentConfig):
+        raise TypeError(
+            f"config must be an ExperimentConfig; got {type(config).__name__}"
+        )
     if prepared is None:
         prepared = prepare(data if data is not None else load_data(profile))
 

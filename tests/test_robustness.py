@@ -411,3 +411,80 @@ def test_edited_cache_files_are_recomputed_not_served(tiny_data):
         again = fit_and_score("baseline", BaselineConfig(), prof, 0, data=tiny_data,
                               progress=False)
     pd.testing.assert_frame_equal(again.scores, first.scores)
+
+
+# ---------------------------------------------------------------------------
+# A damaged artifacts cache
+# ---------------------------------------------------------------------------
+
+
+def _fast_smoke():
+    import dataclasses
+
+    from autotask_lib import TrainConfig, get_profile
+    return dataclasses.replace(get_profile("smoke"), train=TrainConfig(
+        batch_size=128, epochs_teacher=1, epochs_llm=1))
+
+
+@pytest.mark.parametrize("where", ["root", "profile", "runs", "locks"])
+def test_a_file_where_the_cache_needs_a_folder_is_named(tiny_data, tmp_path,
+                                                        monkeypatch, where):
+    from autotask_lib import prepare
+    from autotask_lib.experiments import fit_and_score
+    root = tmp_path / "cache"
+    target = {"root": root, "profile": root / "smoke",
+              "runs": root / "smoke" / "runs", "locks": root / "smoke" / "locks"}
+    target[where].parent.mkdir(parents=True, exist_ok=True)
+    target[where].write_text("not a folder")
+    monkeypatch.setenv("AUTOTASK_ARTIFACTS", str(root))
+    with pytest.raises(ValueError, match="needs a folder at .*a file is there"):
+        fit_and_score("autotask", AutoTaskConfig(), _fast_smoke(), 0,
+                      prepared=prepare(tiny_data), progress=False)
+    assert target[where].read_text() == "not a folder"  # left as it was
+
+
+def test_a_folder_in_place_of_a_lock_file_is_named(tiny_data):
+    from autotask_lib import prepare
+    from autotask_lib.experiments import artifacts_dir, fit_and_score, run_key
+    prof, prepared = _fast_smoke(), prepare(tiny_data)
+    key = run_key("autotask", AutoTaskConfig(), prof.train, 0, prepared.fingerprint)
+    (artifacts_dir(prof) / "locks" / f"autotask-{key}.lock").mkdir(parents=True)
+    with pytest.raises(ValueError, match="lock file .* is a folder"):
+        fit_and_score("autotask", AutoTaskConfig(), prof, 0, prepared=prepared,
+                      progress=False)
+
+
+def test_a_garbled_training_log_line_is_skipped_with_a_warning(tiny_data):
+    from autotask_lib import prepare
+    from autotask_lib.experiments import (CacheWarning, artifacts_dir,
+                                          cache_summary, fit_and_score,
+                                          training_log)
+    prof = _fast_smoke()
+    run = fit_and_score("autotask", AutoTaskConfig(), prof, 0,
+                        prepared=prepare(tiny_data), progress=False)
+    log = artifacts_dir(prof) / "runs" / "training_log.jsonl"
+    with open(log, "a") as f:
+        f.write("{half a rec\n[1, 2]\n\n")
+    with pytest.warns(CacheWarning) as caught:
+        table = training_log(prof)
+    assert [str(w.message).split(" of ")[0] for w in caught] == ["line 2", "line 3"]
+    assert all("is not a training record" in str(w.message) for w in caught)
+    assert list(table["run"]) == [run.folder.name]
+    with pytest.warns(CacheWarning):
+        assert "each exactly once" in cache_summary(prof)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"seeds": 0}, ValueError, "seeds must be a sequence of distinct"),
+    ({"seeds": "012"}, ValueError, "seeds must be a sequence of distinct"),
+    ({"seeds": [0, 0]}, ValueError, "seeds must be distinct"),
+    ({"profile": "smoke"}, TypeError, r"profile must be a Profile \(get_profile"),
+    ({"config": {"n_boot": 0}}, TypeError, "config must be an ExperimentConfig"),
+])
+def test_run_experiment_names_a_bad_argument(tiny_data, kwargs, error, match):
+    from autotask_lib import prepare
+    from autotask_lib.experiments import run_experiment
+    kwargs = {"profile": _fast_smoke(), **kwargs}
+    with pytest.raises(error, match=match):
+        run_experiment("t", {"a": ("autotask", AutoTaskConfig())},
+                       prepared=prepare(tiny_data), progress=False, **kwargs)
