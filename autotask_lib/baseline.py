@@ -12,15 +12,56 @@ Shape letters: ``B`` rows, ``p`` features without the task ID (p = d - 1),
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 
+class ConfigTypeError(TypeError, ValueError):
+    """A field of a model config holds a value of the wrong type.
+
+    A ``TypeError``; also a ``ValueError``, so that one ``except ValueError``
+    still catches every bad config field, whatever was wrong with it.
+    """
+
+
+def _is_int(value) -> bool:
+    # Python ints only: configs are written to JSON, which numpy scalars are not.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int_field(name: str, value, lo: int) -> int:
+    """``value`` as an int, or an error naming the field ``name``."""
+    if not _is_int(value):
+        raise ConfigTypeError(
+            f"{name} must be an integer of at least {lo}; got "
+            f"{type(value).__name__} {value!r}"
+        )
+    if value < lo:
+        raise ValueError(f"{name} must be an integer of at least {lo}; got {value!r}")
+    return int(value)
+
+
+def _check_dropout_field(value) -> float:
+    """A dropout rate in [0, 1), or an error naming ``dropout``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ConfigTypeError(
+            f"dropout must be a number in [0, 1); got {type(value).__name__} "
+            f"{value!r}"
+        )
+    if not (math.isfinite(value) and 0.0 <= value < 1.0):
+        raise ValueError(f"dropout must be in [0, 1); got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class BaselineConfig:
-    """Architecture of the multi-task DNN baseline."""
+    """Architecture of the multi-task DNN baseline.
+
+    ``shared`` and ``branch`` may be given as lists; the config keeps tuples.
+    """
 
     d: int = 24  # columns of the input rows, the task-ID column (last) included
     num_tasks: int = 10  # task slots: seen scenarios have IDs 1..num_tasks-1
@@ -29,21 +70,24 @@ class BaselineConfig:
     dropout: float = 0.0  # dropout after each hidden layer
 
     def __post_init__(self) -> None:
-        if not isinstance(self.d, int) or self.d < 2:
-            raise ValueError(f"d must be an integer of at least 2; got {self.d!r}")
-        if not isinstance(self.num_tasks, int) or self.num_tasks < 2:
-            raise ValueError(
-                f"num_tasks must be an integer of at least 2; got {self.num_tasks!r}"
-            )
+        _check_int_field("d", self.d, 2)
+        _check_int_field("num_tasks", self.num_tasks, 2)
         for name in ("shared", "branch"):
             widths = getattr(self, name)
-            if not widths or any(int(w) < 1 for w in widths):
+            if not isinstance(widths, (tuple, list)) or not all(
+                _is_int(w) for w in widths
+            ):
+                raise ConfigTypeError(
+                    f"{name} must be a tuple of integer widths, e.g. (256, 128); "
+                    f"got {type(widths).__name__} {widths!r}"
+                )
+            if not widths or any(w < 1 for w in widths):
                 raise ValueError(
                     f"{name} must be a non-empty tuple of positive widths; "
                     f"got {widths!r}"
                 )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
+            object.__setattr__(self, name, tuple(int(w) for w in widths))
+        _check_dropout_field(self.dropout)
 
 
 def _mlp(widths: list[int], dropout: float, last_linear: bool) -> nn.Sequential:

@@ -106,7 +106,7 @@ def evaluation_table(y_true, y_prob, scenario, task_ids: dict[str, int],
         y = (y >= threshold).astype(np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        long = scenario_metrics(y, y_prob, np.asarray(scenario).astype(str))
+        long = scenario_metrics(y, y_prob, np.asarray(scenario))
     table = long.pivot_table(index="scenario", columns="metric", values="value",
                              dropna=False)
     counts = long.groupby("scenario")[["n_rows", "n_pos"]].first()
@@ -369,9 +369,14 @@ def run_train(args) -> int:
         history = train_two_stage(model, *shards, train_cfg, args.seed,
                                   progress=not args.quiet)
         if distributed.get_rank() == 0:
-            folder = save_model(model, args.out, schema=schema,
-                                train_config=train_cfg, seed=args.seed,
-                                history=history)
+            try:
+                folder = save_model(model, args.out, schema=schema,
+                                    train_config=train_cfg, seed=args.seed,
+                                    history=history)
+            except OSError as err:
+                if err.filename is None:
+                    raise  # the library's own message, which names --out
+                raise _out_error(err, Path(args.out)) from err
             last = history.iloc[-1]["loss"] if len(history) else float("nan")
             print(f"saved the model to {folder} (last epoch's loss {last:.4f})")
             if eval_split is not None:
@@ -388,12 +393,17 @@ def run_train(args) -> int:
 
 
 def _write_table(frame: pd.DataFrame, path: Path) -> None:
-    """Write parquet or CSV by file name, through a temporary file and a rename."""
+    """Write parquet or CSV by file name, through a temporary file and a rename.
+
+    An operating system error names ``path``, the user's --out, never the
+    temporary file.
+    """
     kind = table_format(path, name="--out")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
         if kind == "parquet":
             frame.to_parquet(tmp, index=False)
         else:
@@ -401,9 +411,23 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
                          compression="gzip" if path.name.endswith(".gz") else None)
         os.chmod(tmp, umask_mode(0o666))  # mkstemp makes a private file
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _out_error(err, path) from err
         raise
+
+
+def _out_error(err: OSError, path: Path) -> Exception:
+    """A one-line error naming the user's --out rather than a file made for it."""
+    reason = err.strerror or str(err) or type(err).__name__
+    reason += f" (in or under the folder {str(path.parent)!r})"
+    kind = type(err) if isinstance(err, USER_ERRORS) else ValueError
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        reason, kind = f"{str(existing)!r} is a file, not a folder", NotADirectoryError
+    return kind(f"--out {str(path)!r} cannot be written: {reason}")
 
 
 def run_score(args) -> int:
@@ -442,13 +466,32 @@ def run_score(args) -> int:
     return 0
 
 
+# Exit status after the reader of the output went away (``... | head``): the
+# shells' status of a process ended by SIGPIPE, 128 + 13.
+BROKEN_PIPE_STATUS = 141
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (2 for a user error)."""
+    """Run the command line; returns the exit status.
+
+    The status is 0 on success, 2 for a user error and
+    :data:`BROKEN_PIPE_STATUS` when standard output was closed by its reader
+    (for example ``| head -1``), which ends the command quietly.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at the exit
+        return status
+    except BrokenPipeError:
+        # The reader is gone: send what is left to devnull, so that Python's
+        # own flush at the exit does not fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE_STATUS
     except USER_ERRORS as err:
         # Every process meets the same bad input; one line from rank 0 suffices.
         if distributed.env_rank() == 0:

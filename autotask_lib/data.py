@@ -298,8 +298,21 @@ def prepare(data) -> PreparedData:
 
     The standardiser is fitted on the two training splits (teacher and LLM
     labelled) only; calibration and test rows are transformed with it.
+
+    Raises
+    ------
+    TypeError
+        If ``data`` is not a SyntheticData (for a table of your own, see
+        :func:`autotask_lib.load_user_data`).
     """
-    from data_synth import FEATURE_NAMES
+    from data_synth import FEATURE_NAMES, SyntheticData
+
+    if not isinstance(data, SyntheticData):
+        raise TypeError(
+            "data must be a data_synth.SyntheticData (data_synth.generate or "
+            "data_synth.load makes one; for a table of your own use "
+            f"load_user_data); got {type(data).__name__}"
+        )
 
     columns = list(FEATURE_NAMES)
     train_rows = pd.concat(

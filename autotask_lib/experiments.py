@@ -44,6 +44,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -635,8 +636,16 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     if _POOL.get("workers") != workers:
         _close_pool()
         _POOL.update(workers=workers, pool=ProcessPoolExecutor(
-            workers, mp_context=get_context("spawn")))
+            workers, mp_context=get_context("spawn"),
+            initializer=_ignore_interrupts))
     return _POOL["pool"]
+
+
+def _ignore_interrupts() -> None:
+    # Ctrl-C, or a Jupyter kernel shutting down, interrupts the whole process
+    # group. The parent then stops the workers itself (and exits, which ends
+    # idle workers), so a worker needs no traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

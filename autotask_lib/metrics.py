@@ -157,7 +157,15 @@ def _check_metrics(metrics) -> tuple[str, ...]:
 def _check_scored_rows(y_true, y_prob, scenario):
     y_true = np.asarray(y_true, dtype=np.float64)
     y_prob = np.asarray(y_prob, dtype=np.float64)
-    scenario = np.asarray(scenario).astype(str)
+    scenario = np.asarray(scenario)
+    missing = pd.isna(scenario) if scenario.dtype.kind in "Of" else None
+    if missing is not None and missing.any():
+        # str() would turn a missing name into a scenario called 'None' or 'nan'.
+        raise ValueError(
+            f"scenario must name a scenario on every row; {int(missing.sum())} "
+            f"row(s) hold None or NaN, the first at row {int(np.argmax(missing))}"
+        )
+    scenario = scenario.astype(str)
     if not (len(y_true) == len(y_prob) == len(scenario)):
         raise ValueError(
             "y_true, y_prob and scenario must have the same length; got "
@@ -180,6 +188,11 @@ def _scenario_names(scenario: np.ndarray, scenarios) -> list[str]:
     if isinstance(scenarios, str) or len(scenarios) == 0:
         raise ValueError(
             f"scenarios must be a non-empty list of names; got {scenarios!r}"
+        )
+    if any(s is None or (isinstance(s, float) and s != s) for s in scenarios):
+        raise ValueError(
+            f"scenarios must be a list of scenario names; got a missing name "
+            f"in {list(scenarios)!r}"
         )
     return [str(s) for s in scenarios]
 

@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .baseline import ConfigTypeError, _check_dropout_field, _check_int_field
 from .data import TaskTensors
 from .train import soft_bce_with_logits
 
@@ -71,26 +72,26 @@ ROUTES = ("own", "general")
 # ---------------------------------------------------------------------------
 
 
-def _check_int(name: str, value, lo: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-        raise ValueError(f"{name} must be an integer of at least {lo}; got {value!r}")
+# A wrong type raises ConfigTypeError (a TypeError and a ValueError); a value
+# of the right type out of range raises ValueError.
+_check_int = _check_int_field
 
 
 def _check_widths(name: str, widths) -> None:
-    if (not isinstance(widths, tuple) or not widths
-            or any(not isinstance(w, int) or isinstance(w, bool) or w < 1
-                   for w in widths)):
-        raise ValueError(
-            f"{name} must be a non-empty tuple of positive integer widths; "
-            f"got {widths!r}"
-        )
+    message = (f"{name} must be a non-empty tuple of positive integer widths; "
+               f"got {widths!r}")
+    if not isinstance(widths, tuple) or any(
+        not isinstance(w, int) or isinstance(w, bool) for w in widths
+    ):
+        raise ConfigTypeError(f"{message} ({type(widths).__name__})")
+    if not widths or any(w < 1 for w in widths):
+        raise ValueError(message)
 
 
 def _check_common(cfg) -> None:
     _check_int("d", cfg.d, 2)
     _check_int("num_tasks", cfg.num_tasks, 2)
-    if not isinstance(cfg.dropout, (int, float)) or not 0.0 <= cfg.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1); got {cfg.dropout!r}")
+    _check_dropout_field(cfg.dropout)
 
 
 @dataclass(frozen=True)

@@ -152,15 +152,28 @@ class OnnxScorer:
 
         Raises
         ------
+        TypeError
+            If ``x`` is not an array of numbers.
         ValueError
             On a wrong shape, an empty input, a block longer than
             ``block_len``, non-finite values or task IDs outside
             [0, num_tasks - 1].
         """
-        x = np.ascontiguousarray(x, dtype=np.float32)
         autotask = self.kind == "AutoTask"
         rank = 3 if autotask else 2
         layout = "(blocks, t, d)" if autotask else "(rows, d)"
+        if x is None or isinstance(x, (str, bytes)):
+            raise TypeError(
+                f"x must be an array of numbers of shape {layout}; got "
+                f"{type(x).__name__}"
+            )
+        try:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"x must be an array of numbers of shape {layout}; got a "
+                f"{type(x).__name__} that is not one ({err})"
+            ) from None
         if x.ndim != rank or x.shape[-1] != self.d or x.size == 0:
             raise ValueError(
                 f"x must be a non-empty array of shape {layout} with d={self.d}; "
@@ -196,6 +209,15 @@ def score_request(model: AutoTask, rows: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     tensor of shape (k,)
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not an AutoTask or ``rows`` not a tensor.
+    ValueError
+        If ``rows`` is not of shape (k, d) with ``1 <= k <= block_len``, or
+        its rows carry different task IDs: a request is one query's
+        candidates, and they all belong to one scenario.
     """
     if not isinstance(model, AutoTask):
         raise TypeError(f"model must be an AutoTask; got {type(model).__name__}")
@@ -209,5 +231,12 @@ def score_request(model: AutoTask, rows: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"a request holds 1 to block_len={model.cfg.block_len} rows; "
             f"got {len(rows)}"
+        )
+    task_ids = rows[:, -1]  # (k,); NaN and inf are left to the model's checks
+    if bool(torch.isfinite(task_ids).all()) and bool((task_ids != task_ids[0]).any()):
+        raise ValueError(
+            "a request holds one query's candidates, all of one scenario: the "
+            "task IDs of rows (last column) must all be equal; got "
+            f"{torch.unique(task_ids).tolist()}"
         )
     return torch.sigmoid(model(rows[None]))[0]

@@ -412,8 +412,23 @@ class DataSchema:
         return len(self.task_ids) + 1
 
     def task_id_of(self, scenarios) -> np.ndarray:
-        """Task IDs of scenario names; names unseen in training get 0."""
-        return np.array([self.task_ids.get(str(s), 0) for s in scenarios],
+        """Task IDs of scenario names; names unseen in training get 0.
+
+        Raises
+        ------
+        ValueError
+            If a name is missing (None or NaN): it is no scenario, not an
+            unseen one.
+        """
+        names = pd.Series(scenarios, dtype=object)
+        missing = names.isna().to_numpy()
+        if missing.any():
+            raise ValueError(
+                f"scenarios must name a scenario on every row; "
+                f"{int(missing.sum())} of {len(names)} are missing (None or "
+                f"NaN), the first at position {int(np.argmax(missing))}"
+            )
+        return np.array([self.task_ids.get(str(s), 0) for s in names],
                         dtype=np.int64)
 
     def to_dict(self) -> dict:
@@ -469,9 +484,23 @@ def fit_schema(
     Returns
     -------
     DataSchema
+
+    Raises
+    ------
+    ValueError
+        If a scenario name is missing: every training row needs a scenario,
+        and a missing one must not become a scenario called 'None' or 'nan'.
     """
     if isinstance(frames, pd.DataFrame):
         frames = [frames]
+    for i, f in enumerate(frames):
+        missing = f[scenario_column].isna().to_numpy()
+        if missing.any():
+            raise ValueError(
+                f"the scenario column {scenario_column!r} of training table {i} "
+                f"has {int(missing.sum())} missing value(s), the first at row "
+                f"{int(np.argmax(missing))}; every row needs a scenario"
+            )
     features = [str(c) for c in feature_columns]
     values = np.concatenate(
         [f[features].to_numpy(dtype=np.float64) for f in frames])  # (n, p)

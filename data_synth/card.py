@@ -9,7 +9,10 @@ fingerprint. :func:`card_check` compares a data set with its card's targets.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import numbers
 import os
 import platform
 from dataclasses import asdict
@@ -31,7 +34,7 @@ from .generator import (
 )
 from .scenarios import FAMILIES, SCENARIO_NAMES, SCENARIOS, SEEN, UNSEEN, Scenario
 
-CARD_VERSION = 2  # bump when the card's layout changes
+CARD_VERSION = 3  # bump when the card's layout changes
 
 # How the card names the families of ``scenarios.FAMILIES``.
 FAMILY_NAMES: dict[str, str] = {
@@ -236,7 +239,38 @@ LIMITS: tuple[str, ...] = (
 
 
 def rate_tolerance(rate: float, rows: int) -> float:
-    """Allowed gap between a realised mean over ``rows`` rows and its target."""
+    """Allowed gap between a realised mean over ``rows`` rows and its target.
+
+    Parameters
+    ----------
+    rate : float in [0, 1]
+        The target mean ``p``.
+    rows : int
+        Rows the mean is taken over, at least 1.
+
+    Returns
+    -------
+    float
+        ``0.01 + 4 * sqrt(p (1 - p) / rows)`` (see ``TOLERANCE_RULE``).
+
+    Raises
+    ------
+    TypeError
+        If ``rate`` is not a real number or ``rows`` not an integer.
+    ValueError
+        If ``rate`` is NaN or outside [0, 1], or ``rows`` is below 1.
+    """
+    if not isinstance(rate, numbers.Real) or isinstance(rate, bool):
+        raise TypeError(f"rate must be a real number in [0, 1]; got {rate!r}")
+    if not (math.isfinite(rate) and 0.0 <= rate <= 1.0):
+        raise ValueError(f"rate must be a number in [0, 1]; got {rate!r}")
+    if not isinstance(rows, numbers.Integral) or isinstance(rows, bool):
+        raise TypeError(f"rows must be an integer of at least 1; got {rows!r}")
+    if rows < 1:
+        raise ValueError(
+            f"rows must be at least 1 (a mean over no rows has no tolerance); "
+            f"got {rows!r}"
+        )
     return 0.01 + 4.0 * float(np.sqrt(rate * (1.0 - rate) / rows))
 
 
@@ -318,10 +352,17 @@ def card_check(data: SyntheticData, card: dict | None = None) -> pd.DataFrame:
     DataFrame
         One row per target: ``split, scenario, quantity, target, realised,
         tolerance, gap, within``; ``within`` is True when ``gap <= tolerance``.
+
+    Raises
+    ------
+    TypeError
+        If ``data`` is not a SyntheticData or ``card`` is not a dict.
+    ValueError
+        If ``card`` lacks its ``targets``, or a target lacks one of its keys.
     """
     if not isinstance(data, SyntheticData):
         raise TypeError(f"data must be a SyntheticData; got {type(data).__name__}")
-    targets = card["targets"] if card is not None else card_targets(data.config)
+    targets = card_targets(data.config) if card is None else _card_targets_of(card)
     realised = {(r["split"], r["scenario"]): r for r in _realised(data)}
     rows = []
     for t in targets:
@@ -335,9 +376,67 @@ def card_check(data: SyntheticData, card: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)[columns]
 
 
+_TARGET_KEYS = ("split", "scenario", "quantity", "target", "tolerance")
+_QUANTITIES = ("rows", "relevance_mean", "label_mean")
+
+
+def _card_targets_of(card) -> list[dict]:
+    """The ``targets`` of a data card, each checked for the keys it needs."""
+    if not isinstance(card, dict):
+        raise TypeError(
+            f"card must be a data card dict (data_card or read_card makes one); "
+            f"got {type(card).__name__}"
+        )
+    targets = card.get("targets")
+    if not isinstance(targets, list):
+        raise ValueError(
+            "card must hold a list of targets under 'targets' (see "
+            f"card_targets); got keys {sorted(card)[:8]!r}"
+        )
+    for i, t in enumerate(targets):
+        missing = ([k for k in _TARGET_KEYS if k not in t]
+                   if isinstance(t, dict) else list(_TARGET_KEYS))
+        if missing:
+            raise ValueError(
+                f"card target {i} must have the keys {list(_TARGET_KEYS)}; it "
+                f"lacks {missing}"
+            )
+        if t["quantity"] not in _QUANTITIES:
+            raise ValueError(
+                f"card target {i} must measure one of {list(_QUANTITIES)}; got "
+                f"{t['quantity']!r}"
+            )
+    return targets
+
+
 # ---------------------------------------------------------------------------
 # The card
 # ---------------------------------------------------------------------------
+
+
+def card_checksum(config: dict, seed: int, fingerprint: str) -> str:
+    """Checksum of the three card entries that say what made the files.
+
+    The fingerprint covers the splits' content only; this checksum, written on
+    the card beside them, covers the configuration and seed that made the
+    splits and the fingerprint they had, so that an edit of any of them on a
+    saved card is detected when the data set is loaded.
+
+    Parameters
+    ----------
+    config : dict
+        The configuration as the card records it (``asdict`` of a DataConfig).
+    seed : int
+    fingerprint : str
+
+    Returns
+    -------
+    str
+        16 hexadecimal digits.
+    """
+    blob = json.dumps({"config": config, "seed": seed, "fingerprint": fingerprint},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _versions() -> dict[str, str]:
@@ -362,8 +461,8 @@ def data_card(data: SyntheticData) -> dict:
     Returns
     -------
     dict
-        Keys ``card_version, name, seed, fingerprint, profile, config,
-        library_versions, story, limits, relatedness, families, scenarios,
+        Keys ``card_version, name, seed, fingerprint, checksum, profile,
+        config, library_versions, story, limits, relatedness, families, scenarios,
         seen, unseen, features, task_id_column, splits, tolerance_rule,
         targets, realised, target_correlation``.
     """
@@ -410,6 +509,7 @@ def data_card(data: SyntheticData) -> dict:
         "name": "AutoTask synthetic multi-scenario ads relevance data",
         "seed": data.seed,
         "fingerprint": data.fingerprint,
+        "checksum": card_checksum(asdict(cfg), data.seed, data.fingerprint),
         "profile": _profile_of(cfg),
         "config": asdict(cfg),
         "library_versions": _versions(),

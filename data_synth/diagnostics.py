@@ -16,6 +16,7 @@ These functions do not change any data set; they redraw the world of a seed
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,17 @@ def _check_positive_int(name: str, value) -> int:
     ):
         raise ValueError(f"{name} must be a positive integer; got {value!r}")
     return int(value)
+
+
+def _check_sample_size(n) -> int:
+    """``n`` of a correlation: an integer of at least 2."""
+    n = _check_positive_int("n", n)
+    if n < 2:
+        raise ValueError(
+            f"n must be at least 2: a correlation needs two or more samples; "
+            f"got {n}"
+        )
+    return n
 
 
 def relevance_correlation(
@@ -73,11 +85,11 @@ def relevance_correlation(
     Raises
     ------
     ValueError
-        If ``seed`` is negative or ``n`` is not a positive integer.
+        If ``seed`` is negative or ``n`` is not an integer of at least 2.
     """
     cfg = _check_cfg(cfg)
     seed = _check_seed(seed)
-    n = _check_positive_int("n", n)
+    n = _check_sample_size(n)
     return _logit_correlation(_draw_world(cfg, seed), cfg, seed, n)
 
 
@@ -126,11 +138,12 @@ def relatedness_sweep(
     Raises
     ------
     ValueError
-        If a knob value is outside [0, 1].
+        If a knob value is outside [0, 1], or ``n`` is not an integer of at
+        least 2.
     """
     cfg = _check_cfg(cfg)
     seed = _check_seed(seed)
-    n = _check_positive_int("n", n)
+    n = _check_sample_size(n)
     seen = np.array([s.seen for s in SCENARIOS])
     cross = np.outer(seen, ~seen)  # (11, 11): seen row, unseen column
     rows = []
@@ -186,6 +199,8 @@ def label_audit(
 
     Raises
     ------
+    TypeError
+        If ``scenarios`` is a single string rather than a sequence of names.
     ValueError
         If ``rows_per_scenario`` is not a positive integer or a scenario name is
         unknown.
@@ -193,6 +208,16 @@ def label_audit(
     cfg = _check_cfg(cfg)
     seed = _check_seed(seed)
     n = _check_positive_int("rows_per_scenario", rows_per_scenario)
+    if isinstance(scenarios, (str, bytes)):
+        raise TypeError(
+            f"scenarios must be a list of scenario names, not one string; got "
+            f"{scenarios!r} (write [{scenarios!r}] for one scenario)"
+        )
+    if scenarios is not None and not isinstance(scenarios, Iterable):
+        raise TypeError(
+            f"scenarios must be a list of scenario names; got "
+            f"{type(scenarios).__name__} {scenarios!r}"
+        )
     names = list(SCENARIO_NAMES) if scenarios is None else list(scenarios)
     if not names:
         raise ValueError("scenarios must name at least one scenario; got none")

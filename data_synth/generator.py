@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -64,12 +65,41 @@ _AUDIT_CODE = len(SPLITS) + 1  # stream of the label audit sample
 _COMMON_INPUTS_CODE = len(SPLITS) + 2  # stream of the common latent inputs
 
 
+class FrozenSizes(dict):
+    """Rows per split of a :class:`DataConfig`, fixed once the config is made.
+
+    It reads, compares and serialises as the plain dict it copies, and it is
+    hashable; every method that would change it raises ``TypeError``. A config
+    with other sizes is made with ``dataclasses.replace(cfg, sizes={...})``.
+    """
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError(
+            "DataConfig.sizes cannot be changed once the config is made; make "
+            "a new config with dataclasses.replace(cfg, sizes={...}) or "
+            "config_for_profile(profile, sizes={...})"
+        )
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.items())))
+
+    def __reduce__(self):
+        # Copies and pickles are rebuilt from a plain dict, not item by item.
+        return (type(self), (dict(self),))
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Parameters of one generated data set.
 
     The story parameters (everything but ``sizes``) were fixed from the
     generative story before any model was compared; see the data card.
+    ``sizes`` may be given as any mapping; the config keeps a validated,
+    unchangeable copy (:class:`FrozenSizes`, splits in the order of
+    ``SPLITS``).
     """
 
     sizes: dict[str, int] = field(
@@ -87,6 +117,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check_config(self)
+        frozen = FrozenSizes((split, int(self.sizes[split])) for split in SPLITS)
+        object.__setattr__(self, "sizes", frozen)
 
 
 def config_for_profile(profile: str, **overrides) -> DataConfig:
@@ -121,7 +153,7 @@ def config_for_profile(profile: str, **overrides) -> DataConfig:
         )
     sizes = dict(PROFILE_SIZES[profile])
     extra = overrides.pop("sizes", None) or {}
-    if not isinstance(extra, dict):
+    if not isinstance(extra, Mapping):
         raise TypeError(f"sizes must be a dict; got {type(extra).__name__}")
     sizes.update(extra)
     return DataConfig(sizes=sizes, **overrides)
@@ -142,11 +174,15 @@ def _check_number(name: str, value, lo: float, hi: float | None = None) -> None:
 
 
 def _check_config(cfg: DataConfig) -> None:
-    if not isinstance(cfg.sizes, dict) or set(cfg.sizes) != set(SPLITS):
-        got = sorted(cfg.sizes) if isinstance(cfg.sizes, dict) else cfg.sizes
+    if not isinstance(cfg.sizes, Mapping):
+        raise TypeError(
+            f"sizes must be a dict of rows per split {list(SPLITS)}; got "
+            f"{type(cfg.sizes).__name__} {cfg.sizes!r}"
+        )
+    if set(cfg.sizes) != set(SPLITS):
         raise ValueError(
             f"sizes must give rows for exactly the splits {list(SPLITS)}; "
-            f"got {got!r}"
+            f"got {sorted(cfg.sizes, key=str)!r}"
         )
     for split, n in cfg.sizes.items():
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
@@ -523,7 +559,17 @@ def target_rows(cfg: DataConfig) -> dict[str, dict[str, int]]:
     -------
     dict
         ``{split: {scenario: rows}}``, every scenario listed, zeros included.
+
+    Raises
+    ------
+    TypeError
+        If ``cfg`` is not a :class:`DataConfig`.
+    ValueError
+        If ``cfg.sizes`` no longer holds a positive size for every split.
     """
+    if not isinstance(cfg, DataConfig):
+        raise TypeError(f"cfg must be a DataConfig; got {type(cfg).__name__}")
+    _check_config(cfg)  # cheap; sizes were validated when cfg was made
     out = {}
     for split in SPLITS:
         attr = "test_share" if split == "test" else "train_share"

@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .card import data_card, read_card
+from .card import card_checksum, data_card, read_card
 from .features import FEATURE_NAMES
 from .generator import (
     LABEL_COLUMNS,
     SPLITS,
     DataConfig,
     SyntheticData,
+    _check_seed,
     fingerprint_frames,
     generate,
 )
@@ -61,12 +62,33 @@ def dataset_key(cfg: DataConfig, seed: int) -> str:
 
 
 def _holds(folder: Path, fingerprint: str) -> bool:
-    """True when ``folder`` holds a complete data set with ``fingerprint``."""
+    """True when ``folder`` holds a whole, unedited data set with ``fingerprint``."""
     try:
         card = json.loads((folder / "data_card.json").read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(card, dict) and card.get("fingerprint") == fingerprint
+    return (isinstance(card, dict) and card.get("fingerprint") == fingerprint
+            and _card_edit(card) is None)
+
+
+def _card_edit(card: dict) -> str | None:
+    """Why the card's config, seed and fingerprint cannot be trusted, or None.
+
+    They are trusted when the checksum written beside them still matches.
+    """
+    if "checksum" not in card:
+        return ("its data_card.json holds no checksum of its config and seed "
+                "(written by an older version), so they cannot be verified")
+    try:
+        expected = card_checksum(card["config"], card["seed"], card["fingerprint"])
+    except (KeyError, TypeError, ValueError):
+        return "its data_card.json lacks its config, seed or fingerprint"
+    if card["checksum"] != expected:
+        return ("the config, seed or fingerprint on its data_card.json was "
+                "edited after it was written: they no longer match the "
+                "checksum written with them, so the card no longer says what "
+                "made the files")
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -222,15 +244,25 @@ def load(folder: str | os.PathLike) -> SyntheticData:
     from the one on the card (the files were edited after they were written),
     the content's fingerprint is used, with a :class:`DataSetChangedWarning`,
     so results computed on the edited data are never mistaken for results on
-    the original.
+    the original. The card's configuration and seed are checked against the
+    checksum written with them; when they were edited (or the card, written
+    by an older version, has no checksum) the same warning says so, and the
+    card's values are returned as they are.
 
     Raises
     ------
+    TypeError
+        If ``folder`` is not a path.
     FileNotFoundError
         If ``folder`` lacks a split, the data card or the relevance weights.
     DamagedDataSetError
         If a file is there but cannot be read.
     """
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(
+            f"folder must be a path (str or os.PathLike) of a saved data set; "
+            f"got {type(folder).__name__}"
+        )
     folder = Path(folder)
     try:
         card = read_card(folder)
@@ -243,6 +275,13 @@ def load(folder: str | os.PathLike) -> SyntheticData:
         raise DamagedDataSetError(
             f"data set {str(folder)!r}: data_card.json cannot be read ({err})"
         ) from err
+    edit = _card_edit(card)
+    if edit is not None:
+        warnings.warn(
+            f"data set {str(folder)!r} was changed after it was written: {edit}",
+            DataSetChangedWarning,
+            stacklevel=2,
+        )
     splits = {split: _read(folder / f"{split}.parquet", pd.read_parquet)
               for split in SPLITS}
     weights = _read(folder / "relevance_weights.npy", np.load)
@@ -288,7 +327,11 @@ class DamagedDataSetError(OSError):
 
 
 class DataSetChangedWarning(UserWarning):
-    """A saved data set's files no longer match the fingerprint on its card."""
+    """A saved data set was edited after it was written.
+
+    Its files no longer match the fingerprint on its card, or the card's
+    config, seed or fingerprint no longer match the checksum written with them.
+    """
 
 
 def load_or_generate(
@@ -311,7 +354,26 @@ def load_or_generate(
     -------
     SyntheticData
         With ``folder`` set to where the data set is saved.
+
+    Raises
+    ------
+    TypeError
+        If ``cfg`` is not a DataConfig or ``root`` is not a path.
+    NotADirectoryError
+        If ``root`` is a file.
     """
+    if not isinstance(cfg, DataConfig):
+        raise TypeError(f"cfg must be a DataConfig; got {type(cfg).__name__}")
+    seed = _check_seed(seed)
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(
+            f"root must be a path (str or os.PathLike) of a folder of data sets; "
+            f"got {type(root).__name__}"
+        )
+    if Path(root).exists() and not Path(root).is_dir():
+        raise NotADirectoryError(
+            f"root {str(root)!r} is a file; give a folder to keep data sets in"
+        )
     folder = Path(root) / dataset_key(cfg, seed)
     clean_stale_temporaries(folder.parent)
     if folder.exists():

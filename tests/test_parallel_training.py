@@ -189,3 +189,53 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path):
     log = Path(env["AUTOTASK_ARTIFACTS"]) / "smoke" / "runs" / "training_log.jsonl"
     pids = {json.loads(line)["pid"] for line in log.read_text().splitlines()}
     assert len(pids) == 2
+
+
+def test_ctrl_c_stops_the_workers_and_a_rerun_completes(tmp_path):
+    # Ctrl-C reaches the whole process group, as in a terminal or when a
+    # Jupyter kernel shuts down.
+    import signal
+    import time
+    artifacts = tmp_path / "artifacts"
+    script = tmp_path / "long.py"
+    script.write_text(textwrap.dedent(f"""
+        import dataclasses
+        import data_synth as ds
+        from autotask_lib import AutoTaskConfig, TrainConfig, get_profile, prepare
+        from autotask_lib.experiments import fit_many
+        prof = dataclasses.replace(get_profile("smoke"), train=TrainConfig(
+            batch_size=128, epochs_teacher=4, epochs_llm=1))
+        data = ds.generate(ds.DataConfig(sizes={TINY!r}), seed=3)
+        runs = fit_many([("autotask", AutoTaskConfig(), s) for s in (0, 1)],
+                        prof, prepared=prepare(data), workers=2, progress=False)
+        print("scores", [float(r.scores["autotask"].sum()) for r in runs])
+    """))
+    env = {**os.environ, "PYTHONPATH": str(REPO),
+           "AUTOTASK_ARTIFACTS": str(artifacts)}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not list(artifacts.glob("smoke/.prepared-*")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)  # the workers are importing or training
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert "SpawnProcess" not in err  # no traceback from the workers
+    time.sleep(1)
+    # Nothing of the group is left running (a dead child may await reaping).
+    states = subprocess.run(["ps", "-o", "stat=", "-g", str(proc.pid)],
+                            capture_output=True, text=True).stdout.split()
+    assert all(state.startswith("Z") for state in states), states
+    runs = artifacts / "smoke" / "runs"
+
+    again = subprocess.run([sys.executable, str(script)], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    finished = sorted(p.name for p in runs.iterdir() if p.is_dir())
+    assert len(finished) == 2 and all(n.startswith("autotask-") for n in finished)
+    # the interrupted runs' temporary folders were cleaned away
+    third = subprocess.run([sys.executable, str(script)], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert third.stdout == again.stdout  # loaded from the cache, same numbers

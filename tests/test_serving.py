@@ -41,7 +41,9 @@ def test_onnx_baseline_general_branch_equals_eager(tmp_path):
 
 def test_score_request_checks_its_size():
     model = AutoTask().eval()
-    assert score_request(model, rows(5)).shape == (5,)
+    request = rows(5)
+    request[:, -1] = 3  # one request: one query's candidates, one scenario
+    assert score_request(model, request).shape == (5,)
     with pytest.raises(ValueError, match="1 to block_len=16 rows; got 17"):
         score_request(model, rows(17))
     with pytest.raises(ValueError, match="shape \\(k, d\\)"):
