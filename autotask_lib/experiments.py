@@ -754,7 +754,7 @@ def fit_many(
     trained = set()
     if workers > 1 and len(missing) > 1:
         trained = _train_in_workers(list(missing.values()), profile, prepared,
-                                    min(workers, len(missing)), progress)
+                                    workers, progress)
     runs = [fit_and_score(kind, model_cfg, profile, seed, prepared=prepared,
                           train_cfg=train_cfg, progress=progress)
             for kind, model_cfg, seed, train_cfg in jobs]
@@ -769,38 +769,48 @@ def _train_in_workers(jobs, profile, prepared, workers, progress) -> set[str]:
     # Train jobs in worker processes; returns the names of the runs they
     # trained. The workers read the data from one file instead of each being
     # sent a copy.
-    trained_here: set[str] = set()
     cache = artifacts_dir(profile)
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".prepared-", dir=cache) as tmp:
         data_file = os.path.join(tmp, f"{prepared.fingerprint}.pt")
         torch.save(prepared, data_file)
-        pool = _pool(workers)
         env = {name: os.environ.get(name) for name in _SHARED_ENV}
-        with _without_main_module():  # worker processes start on submit
-            futures = [pool.submit(_fit_in_worker, env, data_file, kind,
-                                   model_cfg, profile, seed, train_cfg)
-                       for kind, model_cfg, seed, train_cfg in jobs]
-        bar = tqdm(total=len(futures), unit="run", disable=not progress,
-                   desc=f"training {len(futures)} runs in {workers} processes")
-        try:
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                bar.update(len(done))
-                for f in done:
-                    name, trained = f.result()  # re-raises a worker's error
-                    if trained:  # counted here, where cache_events looks
-                        _EVENTS["run", "trained", name] += 1
-                        trained_here.add(name)
-        except BaseException:
-            # Stop the other runs too; a run killed mid-write leaves only a
-            # temporary folder, which later runs clean away.
-            _close_pool(kill=True)
-            raise
-        finally:
-            bar.close()
+        done = _map_in_workers(
+            _fit_in_worker,
+            [(env, data_file, kind, model_cfg, profile, seed, train_cfg)
+             for kind, model_cfg, seed, train_cfg in jobs],
+            workers,
+            desc=f"training {len(jobs)} runs in {min(workers, len(jobs))} processes",
+            unit="run", progress=progress)
+    trained_here = {name for name, trained in done if trained}
+    for name in trained_here:  # counted here, where cache_events looks
+        _EVENTS["run", "trained", name] += 1
     return trained_here
+
+
+def _map_in_workers(fn, calls: list[tuple], workers: int, *, desc: str = "",
+                    unit: str = "it", progress: bool = False) -> list:
+    # fn(*call) for every call in the worker pool; results in call order. An
+    # error in any call, or an interrupt, stops every worker and is raised.
+    pool = _pool(workers)
+    with _without_main_module():  # worker processes start on submit
+        futures = [pool.submit(fn, *call) for call in calls]
+    bar = tqdm(total=len(futures), unit=unit, desc=desc, disable=not progress)
+    try:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            bar.update(len(done))
+            for f in done:
+                f.result()  # re-raises a worker's error
+    except BaseException:
+        # A run killed mid-write leaves only a temporary folder, which later
+        # runs clean away.
+        _close_pool(kill=True)
+        raise
+    finally:
+        bar.close()
+    return [f.result() for f in futures]
 
 
 def run_metrics(run: Run, output: str, model_name: str | None = None,
@@ -1210,12 +1220,11 @@ def measure_scores(rows: pd.DataFrame, config: ExperimentConfig, *,
     return table[RESULT_COLUMNS], rep
 
 
-def _variant_tables(name: str, variant: str, v: Variant, run: Run,
-                    config: ExperimentConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _measure_in_worker(rows: pd.DataFrame, config: ExperimentConfig,
+                       name: str, variant: str, seed: int):
     # Metrics (and bootstrap replicates) of one variant on one seed's test rows.
-    rows = scored_rows(run, v.output, v.calibration)
     return measure_scores(rows, config, experiment=name, variant=variant,
-                          seed=run.seed)
+                          seed=seed)
 
 
 def run_experiment(
@@ -1336,15 +1345,17 @@ def run_experiment(
 
 def _compute_experiment(experiment: Experiment, progress: bool) -> None:
     # Measure every variant on every seed, then write the tables atomically.
-    tables, reps = [], []
     experiment.fit_all(progress=progress)
-    for seed in experiment.seeds:
-        for variant, v in experiment.variants.items():
-            run = experiment.run(variant, seed, progress=progress)
-            table, rep = _variant_tables(experiment.name, variant, v, run,
-                                         experiment.config)
-            tables.append(table)
-            reps.append(rep)
+    calls = [(experiment.scores(variant, seed), experiment.config,
+              experiment.name, variant, seed)
+             for seed in experiment.seeds for variant in experiment.variants]
+    # The bootstrap of each variant and seed is independent of the others:
+    # the workers share it out when there are several.
+    workers = training_workers()
+    measured = (_map_in_workers(_measure_in_worker, calls, workers)
+                if workers > 1 and len(calls) > 1
+                else [_measure_in_worker(*c) for c in calls])
+    tables, reps = zip(*measured)
     results = pd.concat(tables, ignore_index=True)
     replicates = pd.concat(reps, ignore_index=True)
     meta = {

@@ -45,7 +45,7 @@ PROFILES: dict[str, Profile] = {
     "default": Profile(
         name="default", data=config_for_profile("default"), data_seed=0,
         seeds=(0, 1, 2),
-        train=TrainConfig(batch_size=512, epochs_teacher=2, epochs_llm=3),
+        train=TrainConfig(batch_size=512, epochs_teacher=2, epochs_llm=2),
         device="cpu",
     ),
     "paper": Profile(

@@ -53,7 +53,7 @@ LABEL_COLUMNS: dict[str, str] = {
 PROFILE_SIZES: dict[str, dict[str, int]] = {
     "smoke": {"teacher_train": 8_000, "llm_train": 4_000, "calibration": 3_000,
               "test": 11_000},
-    "default": {"teacher_train": 120_000, "llm_train": 60_000,
+    "default": {"teacher_train": 100_000, "llm_train": 50_000,
                 "calibration": 30_000, "test": 258_000},
     "paper": {"teacher_train": 2_000_000, "llm_train": 400_000,
               "calibration": 100_000, "test": 258_000},

@@ -239,3 +239,27 @@ def test_ctrl_c_stops_the_workers_and_a_rerun_completes(tmp_path):
     third = subprocess.run([sys.executable, str(script)], env=env,
                            capture_output=True, text=True, timeout=300)
     assert third.stdout == again.stdout  # loaded from the cache, same numbers
+
+
+def test_an_experiment_measured_in_workers_equals_one_measured_here(
+        tiny_data, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from autotask_lib.experiments import ExperimentConfig, Variant, run_experiment
+    prof, prepared = fast_profile(), prepare(tiny_data)
+    variants = {"autotask": Variant("autotask", AutoTaskConfig()),
+                "specific": Variant("baseline", BaselineConfig(),
+                                    "baseline_specific", "isotonic")}
+    config = ExperimentConfig(n_boot=20)
+    tables = {}
+    for workers in ("2", "1"):
+        monkeypatch.setenv("AUTOTASK_WORKERS", workers)
+        monkeypatch.setenv("AUTOTASK_ARTIFACTS", str(tmp_path / workers))
+        exp = run_experiment("parity", variants, prof, seeds=(0, 1),
+                             config=config, prepared=prepared, progress=False)
+        tables[workers] = exp
+    reps = tables["2"].replicates
+    assert set(reps["variant"]) == set(variants) and set(reps["seed"]) == {0, 1}
+    assert reps["replicate"].nunique() == 20
+    pd.testing.assert_frame_equal(tables["2"].results, tables["1"].results)
+    pd.testing.assert_frame_equal(tables["2"].replicates, tables["1"].replicates)
