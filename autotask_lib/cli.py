@@ -178,6 +178,14 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    value = _non_negative_int(text)
+    if value >= 2**63:  # torch seeds are 64-bit signed integers
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to 2**63 - 1; got {text!r}")
+    return value
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -229,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "scored as one block; default: every row alone")
     train.add_argument("--epochs", type=_positive_int, default=3, metavar="N",
                        help="epochs on --data, at least 1 (default 3)")
-    train.add_argument("--seed", type=_non_negative_int, default=0, metavar="S",
+    train.add_argument("--seed", type=_seed, default=0, metavar="S",
                        help="seed of the initialisation and the shuffles "
                        "(default 0)")
     train.add_argument("--stage1-data", metavar="FILE",
@@ -436,6 +444,10 @@ def run_score(args) -> int:
     table_format(out, name="--out")
     if out.is_dir():
         raise ValueError(f"--out must be a file; {str(out)!r} is a folder")
+    if out.exists() and Path(args.data).exists() and out.samefile(args.data):
+        raise ValueError(
+            f"--out {str(out)!r} is the --data file; the scores would replace "
+            "the table they are computed from, so write them to another file")
     saved = load_model(args.model)
     schema = with_columns(saved.schema, scenario_column=args.scenario_col,
                           query_column=args.query_col, no_query=args.no_query)
@@ -485,6 +497,11 @@ def main(argv: list[str] | None = None) -> int:
         status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at the exit
         return status
+    except KeyboardInterrupt:
+        # Every write of this command is atomic: nothing half-written is left.
+        print(f"{PROG} {args.command}: interrupted; --out is either complete "
+              "or untouched", file=sys.stderr)
+        return 130  # the shells' status of a process ended by SIGINT
     except BrokenPipeError:
         # The reader is gone: send what is left to devnull, so that Python's
         # own flush at the exit does not fail a second time.

@@ -47,6 +47,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import types
 import warnings
@@ -637,15 +638,24 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         _close_pool()
         _POOL.update(workers=workers, pool=ProcessPoolExecutor(
             workers, mp_context=get_context("spawn"),
-            initializer=_ignore_interrupts))
+            initializer=_start_worker, initargs=(os.getpid(),)))
     return _POOL["pool"]
 
 
-def _ignore_interrupts() -> None:
+def _start_worker(parent: int) -> None:
     # Ctrl-C, or a Jupyter kernel shutting down, interrupts the whole process
     # group. The parent then stops the workers itself (and exits, which ends
     # idle workers), so a worker needs no traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A parent killed outright cannot stop its workers: each leaves as soon
+    # as it is handed to another parent.
+    threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
+
+
+def _exit_without(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 @contextlib.contextmanager
@@ -771,7 +781,9 @@ def _train_in_workers(jobs, profile, prepared, workers, progress) -> set[str]:
     # sent a copy.
     cache = artifacts_dir(profile)
     cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".prepared-", dir=cache) as tmp:
+    clean_stale_temporaries(cache)  # what killed processes left behind
+    with tempfile.TemporaryDirectory(prefix=f".prepared.{_owner()}.",
+                                     dir=cache) as tmp:
         data_file = os.path.join(tmp, f"{prepared.fingerprint}.pt")
         torch.save(prepared, data_file)
         env = {name: os.environ.get(name) for name in _SHARED_ENV}

@@ -301,7 +301,13 @@ def load_model(folder: str | os.PathLike) -> SavedModel:
             **meta["train"])
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{damaged}: its configuration is invalid ({err})") from None
-    schema = DataSchema.from_dict(_read_json(folder, DATA))
+    described = _read_json(folder, DATA)
+    try:
+        schema = DataSchema.from_dict(described)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"{damaged}: {DATA} does not describe a consistent table ({err})"
+        ) from None
     if schema.d != cfg.d or schema.num_tasks > cfg.num_tasks:
         raise ValueError(
             f"{damaged}: {DATA} describes d={schema.d} and "

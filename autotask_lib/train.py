@@ -320,60 +320,64 @@ def train_two_stage(
             step, forward_sync_buffers=False,
             find_unused_parameters=not isinstance(model, AutoTask),
         )
-    for stage_no, (stage, split, epochs) in enumerate(stages):
-        # Stage 2 is a fine-tuning run with a fresh optimiser.
-        opt = torch.optim.Adam(parameter_groups(model, cfg), lr=cfg.lr,
-                               weight_decay=cfg.weight_decay)
-        n_rows = int(rows[stage])
-        for epoch in range(epochs):
-            gen = torch.Generator().manual_seed(
-                int(seed) * 1_000_003 + stage_no * 1_009 + epoch + rank * 15_485_863
-            )
-            order = torch.randperm(len(split), generator=gen).numpy()
-            if len(order) < n_rows:  # a smaller shard wraps round (DDP only)
-                order = np.resize(order, n_rows)
-            drop_gen = torch.Generator().manual_seed(
-                int(seed) * 7_919 + stage_no * 104_729 + epoch + 1 + rank * 32_452_843
-            )
-            start, losses, weights = time.perf_counter(), [], []
-            for lo in range(0, n_rows, batch):
-                # Random mixed-scenario blocks of t rows (paper section 3.3).
-                blocks = random_blocks(order[lo: lo + batch], t)
-                xb, valid = gather_blocks(split.x, blocks)  # (b', t, d), (b', t)
-                xb = drop_task_ids(xb, valid, cfg.task_id_dropout, drop_gen)
-                yb = split.target[torch.from_numpy(blocks).clamp(min=0)]  # (b', t)
-                xb, yb, valid = xb.to(device), yb.to(device), valid.to(device)
+    try:
+        for stage_no, (stage, split, epochs) in enumerate(stages):
+            # Stage 2 is a fine-tuning run with a fresh optimiser.
+            opt = torch.optim.Adam(parameter_groups(model, cfg), lr=cfg.lr,
+                                   weight_decay=cfg.weight_decay)
+            n_rows = int(rows[stage])
+            for epoch in range(epochs):
+                gen = torch.Generator().manual_seed(
+                    int(seed) * 1_000_003 + stage_no * 1_009 + epoch + rank * 15_485_863
+                )
+                order = torch.randperm(len(split), generator=gen).numpy()
+                if len(order) < n_rows:  # a smaller shard wraps round (DDP only)
+                    order = np.resize(order, n_rows)
+                drop_gen = torch.Generator().manual_seed(
+                    int(seed) * 7_919 + stage_no * 104_729 + epoch + 1
+                    + rank * 32_452_843
+                )
+                start, losses, weights = time.perf_counter(), [], []
+                for lo in range(0, n_rows, batch):
+                    # Random mixed-scenario blocks of t rows (paper section 3.3).
+                    blocks = random_blocks(order[lo: lo + batch], t)
+                    xb, valid = gather_blocks(split.x, blocks)  # (b', t, d), (b', t)
+                    xb = drop_task_ids(xb, valid, cfg.task_id_dropout, drop_gen)
+                    yb = split.target[torch.from_numpy(blocks).clamp(min=0)]  # (b', t)
+                    xb, yb, valid = xb.to(device), yb.to(device), valid.to(device)
 
-                loss = step(xb, yb, valid)
-                value, weight = loss.item(), int(valid.sum())
-                if ddp:
-                    # The loss of all processes' rows together; every process
-                    # sees it, so all stop together if it is not finite.
-                    loss_sum, weight = distributed.all_sum([value * weight, weight])
-                    value = loss_sum / weight
-                if not np.isfinite(value):
-                    raise FloatingPointError(
-                        f"training diverged: the {stage} loss became "
-                        f"{value} in epoch {epoch + 1}; lower lr "
-                        f"(got {cfg.lr}) or check the inputs for non-finite "
-                        "values"
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                    loss = step(xb, yb, valid)
+                    value, weight = loss.item(), int(valid.sum())
+                    if ddp:
+                        # The loss of all processes' rows together; every process
+                        # sees it, so all stop together if it is not finite.
+                        loss_sum, weight = distributed.all_sum([value * weight, weight])
+                        value = loss_sum / weight
+                    if not np.isfinite(value):
+                        raise FloatingPointError(
+                            f"training diverged: the {stage} loss became "
+                            f"{value} in epoch {epoch + 1}; lower lr "
+                            f"(got {cfg.lr}) or check the inputs for non-finite "
+                            "values"
+                        )
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
 
-                losses.append(value)
-                weights.append(weight)
-                bar.update(1)
-            seconds = time.perf_counter() - start
-            history.append({
-                "stage": stage, "epoch": epoch + 1,
-                "loss": float(np.average(losses, weights=weights)),
-                "rows_per_s": total_rows[stage] / seconds,
-            })
-            bar.set_postfix(stage=stage, loss=f"{history[-1]['loss']:.4f}")
-            log.info("%s epoch %d: loss %.4f", stage, epoch + 1, history[-1]["loss"])
-    bar.close()
+                    losses.append(value)
+                    weights.append(weight)
+                    bar.update(1)
+                seconds = time.perf_counter() - start
+                history.append({
+                    "stage": stage, "epoch": epoch + 1,
+                    "loss": float(np.average(losses, weights=weights)),
+                    "rows_per_s": total_rows[stage] / seconds,
+                })
+                bar.set_postfix(stage=stage, loss=f"{history[-1]['loss']:.4f}")
+                log.info("%s epoch %d: loss %.4f", stage, epoch + 1,
+                         history[-1]["loss"])
+    finally:
+        bar.close()  # also when interrupted, so that the bar ends its line
     model.to("cpu").eval()
     return pd.DataFrame(history)
 

@@ -182,6 +182,22 @@ def _example_bad_value(series: pd.Series):
     return series.dropna().iloc[0] if series.notna().any() else None
 
 
+def _refuse_mostly_numeric(series: pd.Series, column) -> None:
+    # A text column is not a feature; but a column of numbers with a few
+    # stray words is a feature the table spoiled, and is refused, not dropped.
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return
+    parsed = pd.to_numeric(series, errors="coerce")
+    bad = (series.notna() & parsed.isna()).to_numpy()
+    if 0 < bad.sum() < parsed.notna().sum():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"column {column!r} holds numbers but {int(bad.sum())} value(s) that "
+            f"are not, such as {series.iloc[row]!r} at row {row}; fix those "
+            "values, or name the features explicitly to leave the column out"
+        )
+
+
 def select_feature_columns(
     frame: pd.DataFrame, *, scenario_column: str, label_columns=(),
     query_column: str | None = None,
@@ -207,11 +223,15 @@ def select_feature_columns(
     Raises
     ------
     ValueError
-        If no numeric column is left.
+        If no numeric column is left, or a column of numbers holds a few
+        values that are not numbers (a spoiled feature, not a text column).
     """
     if isinstance(label_columns, str):
         label_columns = [label_columns]
     skip = {scenario_column, query_column, *label_columns}
+    for c in frame.columns:
+        if c not in skip and not _is_numeric(frame[c]):
+            _refuse_mostly_numeric(frame[c], c)
     features = [c for c in frame.columns if c not in skip and _is_numeric(frame[c])]
     if not features:
         raise ValueError(

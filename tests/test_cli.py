@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import re
 import subprocess
 import sys
@@ -385,3 +386,87 @@ def test_evaluation_orders_scenarios_and_splits_soft_labels():
     assert table["positives"].tolist() == [1, 1, 2]
     assert table["roc_auc"].iloc[:2].tolist() == [1.0, 1.0]
     assert np.isnan(table["roc_auc"].iloc[2])  # one class only
+
+
+# ---------------------------------------------------------------------------
+# Mistakes that could cost a user their data
+# ---------------------------------------------------------------------------
+
+
+def test_scores_never_replace_the_table_they_come_from(trained, tmp_path):
+    folder, _ = trained
+    victim = tmp_path / "victim.csv"
+    shutil.copy(folder / "test.csv", victim)
+    before = victim.read_bytes()
+    result = run_cli("score", "--model", folder / "model", "--data", victim,
+                     "--out", victim, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "is the --data file" in result.stderr
+    assert victim.read_bytes() == before
+
+
+def test_a_seed_beyond_64_bits_is_named(trained):
+    folder, _ = trained
+    result = run_cli("train", "--data", "train.csv", "--label-col", "llm_label",
+                     *COMMON, "--seed", 2**64, "--out", "never", cwd=folder)
+    assert result.returncode == 2
+    assert "--seed: must be an integer from 0 to 2**63 - 1" in result.stderr
+    assert not (folder / "never").exists()
+
+
+def test_a_stray_word_in_a_feature_column_is_refused(trained, tmp_path):
+    folder, _ = trained
+    table = pd.read_csv(folder / "train.csv")
+    table["sim_brand"] = table["sim_brand"].astype(object)
+    table.loc[5, "sim_brand"] = "abc"
+    table["note"] = "free text"  # a text column is not a feature, and is fine
+    table.to_csv(tmp_path / "spoiled.csv", index=False)
+    result = run_cli("train", "--data", "spoiled.csv", "--label-col", "llm_label",
+                     *COMMON, "--out", "m", cwd=tmp_path)
+    assert result.returncode == 2
+    assert ("column 'sim_brand' holds numbers but 1 value(s) that are not, such "
+            "as 'abc' at row 5") in result.stderr
+    table.loc[5, "sim_brand"] = 0.5
+    table.to_csv(tmp_path / "fixed.csv", index=False)
+    result = run_cli("train", "--data", "fixed.csv", "--label-col", "llm_label",
+                     *COMMON, "--epochs", 1, "--out", "m", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "note" not in load_model(tmp_path / "m").schema.feature_columns
+
+
+def test_a_saved_model_whose_files_disagree_is_called_damaged(trained, tmp_path):
+    folder, _ = trained
+    copy = tmp_path / "model"
+    shutil.copytree(folder / "model", copy)
+    described = json.loads((copy / "data.json").read_text())
+    described["feature_columns"] = described["feature_columns"][:-1]
+    (copy / "data.json").write_text(json.dumps(described))
+    with pytest.raises(ValueError, match=r"is damaged: data.json does not "
+                                         r"describe a consistent table"):
+        load_model(copy)
+
+
+def test_ctrl_c_ends_training_with_one_line(trained, tmp_path):
+    import signal
+    import time
+    folder, _ = trained
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autotask_lib", "train", "--data",
+             str(folder / "teacher.csv"), "--label-col", "teacher_prob", *COMMON,
+             "--epochs", "200", "--batch-size", "64", "--out", "m"],
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.time() + 120
+        while "training AutoTask" not in log.read_text() and proc.poll() is None:
+            assert time.time() < deadline, log.read_text()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    text = log.read_text()
+    assert proc.returncode == 130, text
+    assert text.strip().split("\n")[-1].endswith(
+        "python -m autotask_lib train: interrupted; --out is either complete or "
+        "untouched")
+    assert "Traceback" not in text
+    assert not (tmp_path / "m").exists()

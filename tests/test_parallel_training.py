@@ -216,7 +216,7 @@ def test_ctrl_c_stops_the_workers_and_a_rerun_completes(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     deadline = time.time() + 120
-    while not list(artifacts.glob("smoke/.prepared-*")) and time.time() < deadline:
+    while not list(artifacts.glob("smoke/.prepared.*")) and time.time() < deadline:
         time.sleep(0.1)
     time.sleep(3)  # the workers are importing or training
     os.killpg(proc.pid, signal.SIGINT)
@@ -263,3 +263,47 @@ def test_an_experiment_measured_in_workers_equals_one_measured_here(
     assert reps["replicate"].nunique() == 20
     pd.testing.assert_frame_equal(tables["2"].results, tables["1"].results)
     pd.testing.assert_frame_equal(tables["2"].replicates, tables["1"].replicates)
+
+
+def test_workers_leave_when_their_parent_is_killed(tmp_path):
+    import signal
+    import time
+    artifacts = tmp_path / "artifacts"
+    script = tmp_path / "long.py"
+    script.write_text(textwrap.dedent(f"""
+        import dataclasses, sys
+        import data_synth as ds
+        from autotask_lib import AutoTaskConfig, TrainConfig, get_profile, prepare
+        from autotask_lib.experiments import fit_many
+        prof = dataclasses.replace(get_profile("smoke"), train=TrainConfig(
+            batch_size=128, epochs_teacher=int(sys.argv[1]), epochs_llm=1))
+        data = ds.generate(ds.DataConfig(sizes={TINY!r}), seed=3)
+        fit_many([("autotask", AutoTaskConfig(), s) for s in (0, 1)],
+                 prof, prepared=prepare(data), workers=2, progress=False)
+    """))
+    env = {**os.environ, "PYTHONPATH": str(REPO),
+           "AUTOTASK_ARTIFACTS": str(artifacts)}
+    proc = subprocess.Popen([sys.executable, str(script), "50"], env=env,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not list(artifacts.glob("smoke/.prepared.*")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)  # the workers are training
+    proc.kill()  # the parent only, as an out-of-memory killer would
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        states = subprocess.run(["ps", "-o", "stat=", "-g", str(proc.pid)],
+                                capture_output=True, text=True).stdout.split()
+        if all(state.startswith("Z") for state in states):
+            break
+        time.sleep(0.5)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"workers still running 20 s after their parent died: {states}")
+    assert list(artifacts.glob("smoke/.prepared.*"))  # the parent left it
+
+    again = subprocess.run([sys.executable, str(script), "1"], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert not list(artifacts.glob("smoke/.prepared.*"))  # cleaned away
