@@ -25,6 +25,14 @@ GENERATOR_ONLY = ["task_id", "relevance_prob"]
 COMMON = ["--scenario-col", "scenario", "--query-col", "query_id"]
 
 
+def default_sigint():
+    # A shell starts background jobs with SIGINT ignored, and Python then
+    # never turns it into KeyboardInterrupt; a user at a terminal has it.
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+
 def write_user_files(data, folder):
     """The synthetic splits as a user would have them: CSV and parquet files."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -456,7 +464,8 @@ def test_ctrl_c_ends_training_with_one_line(trained, tmp_path):
             [sys.executable, "-m", "autotask_lib", "train", "--data",
              str(folder / "teacher.csv"), "--label-col", "teacher_prob", *COMMON,
              "--epochs", "200", "--batch-size", "64", "--out", "m"],
-            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err,
+            preexec_fn=default_sigint)
         deadline = time.time() + 120
         while "training AutoTask" not in log.read_text() and proc.poll() is None:
             assert time.time() < deadline, log.read_text()

@@ -27,6 +27,14 @@ FAST = TrainConfig(batch_size=128, epochs_teacher=1, epochs_llm=1)
 REPO = Path(__file__).resolve().parents[1]
 
 
+def default_sigint():
+    # A shell starts background jobs with SIGINT ignored, and Python then
+    # never turns it into KeyboardInterrupt; a user at a terminal has it.
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+
 def fast_profile():
     return dataclasses.replace(get_profile("smoke"), train=FAST)
 
@@ -214,7 +222,8 @@ def test_ctrl_c_stops_the_workers_and_a_rerun_completes(tmp_path):
            "AUTOTASK_ARTIFACTS": str(artifacts)}
     proc = subprocess.Popen([sys.executable, str(script)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=default_sigint)
     deadline = time.time() + 120
     while not list(artifacts.glob("smoke/.prepared.*")) and time.time() < deadline:
         time.sleep(0.1)
