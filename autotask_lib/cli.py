@@ -49,7 +49,7 @@ from .saved import (
     score_tensors,
     umask_mode,
 )
-from .train import TrainConfig, train_two_stage
+from .train import MAX_SEED, TrainConfig, train_two_stage
 from .userdata import (
     DataSchema,
     empty_tensors,
@@ -180,9 +180,9 @@ def _non_negative_int(text: str) -> int:
 
 def _seed(text: str) -> int:
     value = _non_negative_int(text)
-    if value >= 2**63:  # torch seeds are 64-bit signed integers
+    if value > MAX_SEED:
         raise argparse.ArgumentTypeError(
-            f"must be an integer from 0 to 2**63 - 1; got {text!r}")
+            f"must be an integer from 0 to {MAX_SEED} (2**32 - 1); got {text!r}")
     return value
 
 
@@ -444,7 +444,8 @@ def run_score(args) -> int:
     table_format(out, name="--out")
     if out.is_dir():
         raise ValueError(f"--out must be a file; {str(out)!r} is a folder")
-    if out.exists() and Path(args.data).exists() and out.samefile(args.data):
+    if os.path.realpath(out) == os.path.realpath(args.data) or (
+            out.exists() and Path(args.data).exists() and out.samefile(args.data)):
         raise ValueError(
             f"--out {str(out)!r} is the --data file; the scores would replace "
             "the table they are computed from, so write them to another file")

@@ -78,8 +78,8 @@ from .metrics import (HIGHER_IS_BETTER, bootstrap_scenario_metrics,
 from .model import AutoTask, AutoTaskConfig
 from .peers import MMoE, PLE, MMoEConfig, PLEConfig, predict_peer
 from .profiles import Profile, get_profile
-from .train import (TrainConfig, predict_autotask, predict_baseline, score_blocks,
-                    train_two_stage)
+from .train import (TrainConfig, check_seed, predict_autotask, predict_baseline,
+                    score_blocks, train_two_stage)
 
 try:  # POSIX file locks; elsewhere concurrent processes may train a model twice
     import fcntl
@@ -462,9 +462,7 @@ def fit_and_score(
             f"profile must be a Profile (get_profile({profile!r}) makes one); "
             f"got {type(profile).__name__}"
         )
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
-    seed = int(seed)
+    seed = check_seed(seed)
     if train_cfg is not None and not isinstance(train_cfg, TrainConfig):
         raise TypeError(
             f"train_cfg must be a TrainConfig or None; got {type(train_cfg).__name__}"
@@ -747,9 +745,7 @@ def fit_many(
     missing = {}
     for kind, model_cfg, seed, train_cfg in jobs:
         _check_kind_and_config(kind, model_cfg)
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or (
-                seed < 0):
-            raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+        check_seed(seed)
         if train_cfg is not None and not isinstance(train_cfg, TrainConfig):
             raise TypeError(
                 "train_cfg must be a TrainConfig or None; got "
@@ -1141,13 +1137,12 @@ def _check_seeds(seeds) -> tuple[int, ...]:
             f"as (0, 1, 2); got {seeds!r}"
         )
     seeds = tuple(seeds)
-    if not seeds or any(not isinstance(s, (int, np.integer)) or isinstance(s, bool)
-                        or s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+    if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(
             f"seeds must be distinct non-negative integers, at least one; got "
             f"{list(seeds)}"
         )
-    return tuple(int(s) for s in seeds)
+    return tuple(check_seed(s) for s in seeds)
 
 
 def experiment_key(name: str, variants: dict[str, Variant], seeds, config:

@@ -158,6 +158,13 @@ def _check_scored_rows(y_true, y_prob, scenario):
     y_true = np.asarray(y_true, dtype=np.float64)
     y_prob = np.asarray(y_prob, dtype=np.float64)
     scenario = np.asarray(scenario)
+    for name, values in (("y_true", y_true), ("y_prob", y_prob),
+                         ("scenario", scenario)):
+        if values.ndim != 1:
+            raise ValueError(
+                f"{name} must be one-dimensional, one value per row; got shape "
+                f"{values.shape}"
+            )
     missing = pd.isna(scenario) if scenario.dtype.kind in "Of" else None
     if missing is not None and missing.any():
         # str() would turn a missing name into a scenario called 'None' or 'nan'.

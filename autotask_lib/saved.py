@@ -7,7 +7,10 @@ A saved-model folder holds:
   training history and the versions it was written with;
 * ``data.json``: the :class:`~autotask_lib.userdata.DataSchema`, that is the
   scenario and query column names, the scenario-to-task-ID map, the feature
-  columns and the standardisation statistics of the training rows.
+  columns and the standardisation statistics of the training rows;
+* ``checksums.json``: the SHA-256 of the three files above, so that a file
+  changed after saving (an edited statistic, a flipped bit) is refused instead
+  of silently scoring differently.
 
 :func:`save_model` writes into a temporary folder beside the target and renames
 it into place, so an interrupted save leaves any earlier model untouched; it
@@ -19,6 +22,7 @@ are stored as they are).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -40,8 +44,9 @@ from .train import TrainConfig, score_blocks
 from .userdata import DataSchema, read_table, to_tensors
 
 FORMAT = "autotask-saved-model"  # marks a folder as a saved model
-VERSION = 1  # layout version of the folder
+VERSION = 2  # layout version of the folder (2: with checksums.json)
 WEIGHTS, CONFIG, DATA = "model.safetensors", "config.json", "data.json"
+CHECKSUMS = "checksums.json"  # SHA-256 of WEIGHTS, CONFIG and DATA
 
 
 @dataclass
@@ -107,6 +112,14 @@ def score_tensors(
 # ---------------------------------------------------------------------------
 # Saving
 # ---------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _is_model_folder(folder: Path) -> bool:
@@ -223,6 +236,9 @@ def save_model(
         save_file(state, str(tmp / WEIGHTS))
         (tmp / DATA).write_text(json.dumps(schema.to_dict(), indent=2))
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2))
+        (tmp / CHECKSUMS).write_text(json.dumps(
+            {name: _sha256(tmp / name) for name in (WEIGHTS, CONFIG, DATA)},
+            indent=2))
         # mkdtemp makes a private folder; give it the usual permissions.
         for path in tmp.iterdir():
             path.chmod(umask_mode(0o666))
@@ -295,6 +311,14 @@ def load_model(folder: str | os.PathLike) -> SavedModel:
             f"{meta.get('version')!r}; this library reads version {VERSION}"
         )
     damaged = f"the saved model in {str(folder)!r} is damaged"
+    sums = _read_json(folder, CHECKSUMS)
+    for name in (WEIGHTS, CONFIG, DATA):
+        if (folder / name).is_file() and sums.get(name) != _sha256(folder / name):
+            raise ValueError(
+                f"{damaged}: {name} changed after the model was saved (its "
+                f"SHA-256 does not match {CHECKSUMS}); save the model again "
+                "instead of editing its files"
+            )
     try:
         cfg = AutoTaskConfig(**meta["model"])
         train_cfg = None if meta.get("train") is None else TrainConfig(

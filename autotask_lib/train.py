@@ -74,6 +74,21 @@ class TrainConfig:
             )
 
 
+# Largest model seed: the training shuffles derive their generators' seeds
+# from it by arithmetic that must stay within 64 bits.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int, or a ValueError naming what a seed must be."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not (
+            0 <= seed <= MAX_SEED):
+        raise ValueError(
+            f"seed must be an integer from 0 to {MAX_SEED} (2**32 - 1); got {seed!r}"
+        )
+    return int(seed)
+
+
 def soft_bce_with_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Binary cross entropy on logits, for soft or hard targets in [0, 1].
 
@@ -269,8 +284,7 @@ def train_two_stage(
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig; got {type(cfg).__name__}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    check_seed(seed)
     device = resolve_device(device)
     ddp = distributed.is_active() if distributed_data_parallel is None else (
         bool(distributed_data_parallel))

@@ -144,7 +144,7 @@ def read_table(source, *, name: str = "data") -> pd.DataFrame:
                       else pq.read_schema(path).names)
             _check_unique_columns(header, name)
             frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
-        except (ValueError, OSError) as err:
+        except (ValueError, OSError, EOFError) as err:  # EOF: a cut-off .gz
             if isinstance(err, _DuplicateColumns):
                 raise
             reason = " ".join(str(err).split()) or type(err).__name__
@@ -182,6 +182,17 @@ def _example_bad_value(series: pd.Series):
     return series.dropna().iloc[0] if series.notna().any() else None
 
 
+def _refuse_missing(values: pd.Series, role: str, column, where: str) -> None:
+    # Every row needs its scenario (and its query, when there is a query column).
+    empty = values.isna().to_numpy()
+    if empty.any():
+        raise ValueError(
+            f"the {role} column {column!r} of {where} has {int(empty.sum())} "
+            f"missing value(s), the first at row {int(np.argmax(empty))}; "
+            f"every row needs a {role}"
+        )
+
+
 def _refuse_mostly_numeric(series: pd.Series, column) -> None:
     # A text column is not a feature; but a column of numbers with a few
     # stray words is a feature the table spoiled, and is refused, not dropped.
@@ -189,13 +200,19 @@ def _refuse_mostly_numeric(series: pd.Series, column) -> None:
         return
     parsed = pd.to_numeric(series, errors="coerce")
     bad = (series.notna() & parsed.isna()).to_numpy()
-    if 0 < bad.sum() < parsed.notna().sum():
-        row = int(np.flatnonzero(bad)[0])
+    if bad.sum() >= parsed.notna().sum():
+        return  # a text column
+    if not bad.any():
         raise ValueError(
-            f"column {column!r} holds numbers but {int(bad.sum())} value(s) that "
-            f"are not, such as {series.iloc[row]!r} at row {row}; fix those "
-            "values, or name the features explicitly to leave the column out"
+            f"column {column!r} holds numbers stored as text; store them as "
+            "numbers, or name the features explicitly to leave the column out"
         )
+    row = int(np.flatnonzero(bad)[0])
+    raise ValueError(
+        f"column {column!r} holds numbers but {int(bad.sum())} value(s) that "
+        f"are not, such as {series.iloc[row]!r} at row {row}; fix those "
+        "values, or name the features explicitly to leave the column out"
+    )
 
 
 def select_feature_columns(
@@ -320,15 +337,8 @@ def validate_frame(
         )
 
     for role, col in (("scenario", scenario_column), ("query", query_column)):
-        if col is None:
-            continue
-        empty = frame[col].isna().to_numpy()
-        if empty.any():
-            raise ValueError(
-                f"the {role} column {col!r} of {name} has {int(empty.sum())} "
-                f"missing value(s), the first at row {int(np.argmax(empty))}; "
-                f"every row needs a {role}"
-            )
+        if col is not None:
+            _refuse_missing(frame[col], role, col, name)
 
     for col in feature_columns:
         if not _is_numeric(frame[col]):
@@ -514,13 +524,8 @@ def fit_schema(
     if isinstance(frames, pd.DataFrame):
         frames = [frames]
     for i, f in enumerate(frames):
-        missing = f[scenario_column].isna().to_numpy()
-        if missing.any():
-            raise ValueError(
-                f"the scenario column {scenario_column!r} of training table {i} "
-                f"has {int(missing.sum())} missing value(s), the first at row "
-                f"{int(np.argmax(missing))}; every row needs a scenario"
-            )
+        _refuse_missing(f[scenario_column], "scenario", scenario_column,
+                        f"training table {i}")
     features = [str(c) for c in feature_columns]
     values = np.concatenate(
         [f[features].to_numpy(dtype=np.float64) for f in frames])  # (n, p)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -52,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m data_synth",
         description="Generate the synthetic 11-scenario ads relevance data.",
     )
-    parser.add_argument("--profile", default="default",
-                        help=f"size profile, one of {sorted(PROFILE_SIZES)}")
+    parser.add_argument("--profile", default=None,
+                        help=f"size profile, one of {sorted(PROFILE_SIZES)}; "
+                        "default: AUTOTASK_PROFILE when set, else default")
     parser.add_argument("--seed", type=int, default=0, help="random seed (>= 0)")
     parser.add_argument("--relatedness", type=float, default=None,
                         help="scenario relatedness knob in [0, 1] (default 0.5)")
@@ -96,12 +98,19 @@ def main(argv: list[str] | None = None) -> int:
             overrides["relatedness"] = args.relatedness
         if args.rows:
             overrides["sizes"] = _parse_rows(args.rows)
-        cfg = config_for_profile(args.profile, **overrides)
+        profile = args.profile
+        if profile is None:  # the one switch of the project, as the book uses it
+            profile = os.environ.get("AUTOTASK_PROFILE", "").strip() or "default"
+        cfg = config_for_profile(profile, **overrides)
         _check_out(Path(args.out))  # before the work, not after it
         data = generate(cfg, args.seed, progress=not args.quiet)
         folder = save(data, args.out)
     except (ValueError, TypeError, OSError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
+    except KeyboardInterrupt:
+        # Data sets are written atomically: nothing half-written is left.
+        parser.exit(130, f"\n{parser.prog}: interrupted; --out is either "
+                    "complete or untouched\n")
     rows = ", ".join(f"{split} {len(data[split]):,}" for split in SPLITS)
     print(f"wrote {folder} (fingerprint {data.fingerprint}): {rows} rows")
     return 0

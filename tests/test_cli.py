@@ -79,7 +79,7 @@ def test_train_prints_its_plan_and_an_evaluation(trained):
         assert name in out
     assert "training AutoTask" in result.stderr  # the progress bar
     assert sorted(p.name for p in (folder / "model").iterdir()) == [
-        "config.json", "data.json", "model.safetensors"]
+        "checksums.json", "config.json", "data.json", "model.safetensors"]
 
 
 def test_scores_of_a_new_process_equal_in_process_scores(trained):
@@ -368,12 +368,12 @@ def test_load_explains_missing_and_damaged_folders(tiny_data, tmp_path):
         load_model(target)
     (target / "config.json").write_text(json.dumps({**meta, "version": 99}))
     with pytest.raises(ValueError, match="layout version 99; this library reads "
-                                         "version 1"):
+                                         "version 2"):
         load_model(target)
     (target / "config.json").write_text(config)
     (target / "model.safetensors").write_bytes(b"\x00" * 20)
-    with pytest.raises(ValueError, match="is damaged: model.safetensors cannot be "
-                                         "loaded"):
+    with pytest.raises(ValueError, match="is damaged: model.safetensors changed "
+                                         "after the model was saved"):
         load_model(target)
     (target / "model.safetensors").unlink()
     with pytest.raises(ValueError, match="is damaged: it has no model.safetensors"):
@@ -406,11 +406,13 @@ def test_scores_never_replace_the_table_they_come_from(trained, tmp_path):
     victim = tmp_path / "victim.csv"
     shutil.copy(folder / "test.csv", victim)
     before = victim.read_bytes()
-    result = run_cli("score", "--model", folder / "model", "--data", victim,
-                     "--out", victim, cwd=tmp_path)
-    assert result.returncode == 2
-    assert "is the --data file" in result.stderr
-    assert victim.read_bytes() == before
+    for out in (victim, "victim.csv", "missing/../victim.csv"):
+        result = run_cli("score", "--model", folder / "model", "--data", victim,
+                         "--out", out, cwd=tmp_path)
+        assert result.returncode == 2
+        assert "is the --data file" in result.stderr
+        assert victim.read_bytes() == before
+    assert not (tmp_path / "missing").exists()
 
 
 def test_a_seed_beyond_64_bits_is_named(trained):
@@ -418,7 +420,8 @@ def test_a_seed_beyond_64_bits_is_named(trained):
     result = run_cli("train", "--data", "train.csv", "--label-col", "llm_label",
                      *COMMON, "--seed", 2**64, "--out", "never", cwd=folder)
     assert result.returncode == 2
-    assert "--seed: must be an integer from 0 to 2**63 - 1" in result.stderr
+    assert ("--seed: must be an integer from 0 to 4294967295 (2**32 - 1)"
+            in result.stderr)
     assert not (folder / "never").exists()
 
 
@@ -449,9 +452,47 @@ def test_a_saved_model_whose_files_disagree_is_called_damaged(trained, tmp_path)
     described = json.loads((copy / "data.json").read_text())
     described["feature_columns"] = described["feature_columns"][:-1]
     (copy / "data.json").write_text(json.dumps(described))
-    with pytest.raises(ValueError, match=r"is damaged: data.json does not "
-                                         r"describe a consistent table"):
+    with pytest.raises(ValueError, match=r"is damaged: data.json changed after "
+                                         r"the model was saved"):
         load_model(copy)
+
+
+@pytest.mark.parametrize("name", ["config.json", "data.json", "model.safetensors"])
+def test_any_edit_of_a_saved_model_is_refused(trained, tmp_path, name):
+    folder, _ = trained
+    copy = tmp_path / "model"
+    shutil.copytree(folder / "model", copy)
+    raw = bytearray((copy / name).read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # one bit, somewhere in the middle
+    (copy / name).write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=f"is damaged: {name} changed after"):
+        load_model(copy)
+    result = run_cli("score", "--model", copy, "--data", folder / "test.csv",
+                     "--out", tmp_path / "s.csv", cwd=tmp_path)
+    assert result.returncode == 2 and f"{name} changed after" in result.stderr
+
+
+def test_numbers_stored_as_text_are_refused_not_dropped(trained, tmp_path):
+    folder, _ = trained
+    table = pd.read_csv(folder / "train.csv")
+    table["sim_brand"] = table["sim_brand"].astype(str)
+    table.to_parquet(tmp_path / "text.parquet")
+    result = run_cli("train", "--data", "text.parquet", "--label-col", "llm_label",
+                     *COMMON, "--out", "m", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "column 'sim_brand' holds numbers stored as text" in result.stderr
+
+
+def test_a_cut_off_gzip_file_is_named(trained, tmp_path):
+    import gzip
+    folder, _ = trained
+    packed = gzip.compress((folder / "train.csv").read_bytes())
+    (tmp_path / "cut.csv.gz").write_bytes(packed[: len(packed) // 2])
+    result = run_cli("train", "--data", "cut.csv.gz", "--label-col", "llm_label",
+                     *COMMON, "--out", "m", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "could not read --data file 'cut.csv.gz' as csv" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_ctrl_c_ends_training_with_one_line(trained, tmp_path):

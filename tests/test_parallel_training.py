@@ -161,7 +161,7 @@ def test_an_error_in_a_worker_reaches_the_caller(tiny_data):
 @pytest.mark.parametrize("jobs, workers, error, match", [
     ("autotask", 2, TypeError, "jobs must be a sequence of tuples"),
     ([("autotask", AutoTaskConfig())], 2, ValueError, "each job must be a tuple"),
-    ([("autotask", AutoTaskConfig(), -1)], 2, ValueError, "seed must be a non-neg"),
+    ([("autotask", AutoTaskConfig(), -1)], 2, ValueError, "seed must be an integer"),
     ([("autotask", BaselineConfig(), 0)], 2, TypeError, "AutoTaskConfig"),
     ([("autotask", AutoTaskConfig(), 0, {"lr": 1})], 2, TypeError, "train_cfg"),
     ([("autotask", AutoTaskConfig(), 0)], 0, ValueError, "workers must be a pos"),

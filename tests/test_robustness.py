@@ -368,8 +368,8 @@ def test_training_and_scoring_name_wrong_types_and_seeds(tiny_data):
     with pytest.raises(TypeError, match="cfg must be a TrainConfig; got dict"):
         train_two_stage(*args, {"lr": 1e-3}, seed=0, progress=False)
     for seed in (-1, 1.5, "0"):
-        with pytest.raises(ValueError, match=f"seed must be a non-negative integer; "
-                           f"got {seed!r}"):
+        with pytest.raises(ValueError, match=r"seed must be an integer from 0 to "
+                           rf"4294967295 \(2\*\*32 - 1\); got {seed!r}"):
             train_two_stage(*args, TrainConfig(), seed=seed, progress=False)
     with pytest.raises(TypeError, match="lr must be a number; got '1e-3'"):
         TrainConfig(lr="1e-3")
@@ -385,7 +385,7 @@ def test_fit_and_score_checks_profile_seed_and_training_config(tiny_data):
     with pytest.raises(TypeError, match=r"profile must be a Profile \(get_profile"):
         fit_and_score("baseline", BaselineConfig(), "smoke", 0, data=tiny_data)
     for seed in (-1, 0.5, "0"):
-        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        with pytest.raises(ValueError, match="seed must be an integer from 0 to"):
             fit_and_score("baseline", BaselineConfig(), prof, seed, data=tiny_data)
     with pytest.raises(TypeError, match="train_cfg must be a TrainConfig or None"):
         fit_and_score("baseline", BaselineConfig(), prof, 0, data=tiny_data,
@@ -488,3 +488,41 @@ def test_run_experiment_names_a_bad_argument(tiny_data, kwargs, error, match):
     with pytest.raises(error, match=match):
         run_experiment("t", {"a": ("autotask", AutoTaskConfig())},
                        prepared=prepare(tiny_data), progress=False, **kwargs)
+
+
+def test_seeds_beyond_32_bits_are_named(tiny_data):
+    from autotask_lib import prepare
+    from autotask_lib.experiments import fit_and_score, run_experiment
+    prepared = prepare(tiny_data)
+    with pytest.raises(ValueError, match=r"seed must be an integer from 0 to "
+                                         r"4294967295"):
+        fit_and_score("autotask", AutoTaskConfig(), _fast_smoke(), 2**70,
+                      prepared=prepared, progress=False)
+    with pytest.raises(ValueError, match="seed must be an integer from 0 to"):
+        run_experiment("t", {"a": ("autotask", AutoTaskConfig())}, _fast_smoke(),
+                       seeds=(0, 2**40), prepared=prepared, progress=False)
+
+
+def test_metrics_refuse_two_dimensional_rows():
+    from autotask_lib.metrics import scenario_metrics
+    y = np.array([0, 1, 0, 1, 1, 0])
+    p = np.array([.1, .9, .2, .8, .7, .3])
+    s = np.array(["A"] * 3 + ["B"] * 3)
+    with pytest.raises(ValueError, match=r"y_true must be one-dimensional.*\(2, 3\)"):
+        scenario_metrics(y.reshape(2, 3), p.reshape(2, 3), s.reshape(2, 3))
+
+
+def test_the_data_command_line_follows_autotask_profile(tmp_path):
+    env = {**os.environ, "AUTOTASK_PROFILE": "smoke"}
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "data_synth", "--quiet", "--out",
+                          str(tmp_path / "d")], env=env, cwd=repo,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "test 11,000 rows" in out.stdout
+    env["AUTOTASK_PROFILE"] = "huge"
+    out = subprocess.run([sys.executable, "-m", "data_synth", "--out",
+                          str(tmp_path / "e")], env=env, cwd=repo,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "huge" in out.stderr
+    assert not (tmp_path / "e").exists()
