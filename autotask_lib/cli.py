@@ -28,6 +28,7 @@ present. Errors print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
 import os
 import sys
@@ -38,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+
+from data_synth.io import owner_is_gone, temporary_owner
 
 from . import distributed
 from .metrics import UndefinedMetricWarning, scenario_metrics
@@ -410,7 +413,12 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        # What a killed earlier write to this same file left behind.
+        for entry in path.parent.glob(f".{glob.escape(path.name)}.*"):
+            if entry.is_file() and owner_is_gone(entry.name):
+                entry.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{temporary_owner()}.",
+                                   dir=path.parent)
         os.close(fd)
         if kind == "parquet":
             frame.to_parquet(tmp, index=False)

@@ -48,8 +48,9 @@ class Standardizer:
     std: np.ndarray = field(default_factory=lambda: np.ones(0))  # (p,); 0: constant
 
     @classmethod
-    def fit(cls, features: np.ndarray) -> Standardizer:
-        """Fit on training features of shape (n, p)."""
+    def fit(cls, features: np.ndarray, names=None) -> Standardizer:
+        """Fit on training features of shape (n, p); ``names`` (p,), if given,
+        name the features in errors."""
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or len(features) == 0:
             raise ValueError(
@@ -62,8 +63,10 @@ class Standardizer:
             std = features.std(axis=0)
         if not (np.isfinite(mean).all() and np.isfinite(std).all()):
             col = int(np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))[0])
+            what = (f"feature {col}" if names is None
+                    else f"feature column {str(list(names)[col])!r}")
             raise ValueError(
-                f"features are too large to standardise: feature {col} overflows "
+                f"features are too large to standardise: {what} overflows "
                 "float64 when squared; rescale it first"
             )
         std = np.where(std > 1e-9 * np.maximum(1.0, np.abs(mean)), std, 0.0)

@@ -531,10 +531,19 @@ def fit_schema(
         [f[features].to_numpy(dtype=np.float64) for f in frames])  # (n, p)
     names = np.concatenate([f[scenario_column].astype(str).to_numpy()
                             for f in frames])
+    counts = pd.Series(names).value_counts()
+    if len(counts) > 100 and (counts == 1).sum() > len(names) / 2:
+        # A scenario is a kind of ad placement with many rows (the paper has
+        # 11); thousands of one-row scenarios mean a row ID was named instead.
+        raise ValueError(
+            f"the scenario column {scenario_column!r} names {len(counts):,} "
+            "scenarios, most of them on a single row; check that it is the "
+            "column of scenarios and not of row IDs"
+        )
     return DataSchema(
         feature_columns=tuple(features), scenario_column=scenario_column,
         query_column=query_column, task_ids=scenario_task_ids(names),
-        standardizer=Standardizer.fit(values),
+        standardizer=Standardizer.fit(values, names=features),
     )
 
 

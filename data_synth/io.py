@@ -115,6 +115,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def owner_is_gone(name: str) -> bool:
+    """Whether a temporary named ``.<name>.<host>-<pid>.<suffix>`` was made by a
+    process of this host that no longer runs (see :func:`temporary_owner`)."""
+    m = _TEMP.match(name)
+    host = temporary_owner().rsplit("-", 1)[0]
+    return bool(m) and m["host"] == host and not _pid_alive(int(m["pid"]))
+
+
 def clean_stale_temporaries(parent: str | os.PathLike) -> list[str]:
     """Remove the temporary folders that interrupted writes left in ``parent``.
 
@@ -132,17 +140,14 @@ def clean_stale_temporaries(parent: str | os.PathLike) -> list[str]:
     removed = []
     if not parent.is_dir():
         return removed
-    host = temporary_owner().rsplit("-", 1)[0]
     for entry in parent.iterdir():
-        m = _TEMP.match(entry.name)
-        if not (m and entry.is_dir()):
+        if not (_TEMP.match(entry.name) and entry.is_dir()):
             continue
         try:
             age = time.time() - entry.stat().st_mtime
         except FileNotFoundError:
             continue
-        dead = m["host"] == host and not _pid_alive(int(m["pid"]))
-        if dead or age > STALE_AFTER_S:
+        if owner_is_gone(entry.name) or age > STALE_AFTER_S:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry.name)
             log.info("removed the stale temporary folder %s", entry.name)

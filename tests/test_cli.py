@@ -520,3 +520,43 @@ def test_ctrl_c_ends_training_with_one_line(trained, tmp_path):
         "untouched")
     assert "Traceback" not in text
     assert not (tmp_path / "m").exists()
+
+
+def test_a_row_id_given_as_the_scenario_column_is_refused(trained, tmp_path):
+    folder, _ = trained
+    table = pd.read_csv(folder / "train.csv")
+    table["scenario"] = [f"s{i}" for i in range(len(table))]
+    table.to_csv(tmp_path / "ids.csv", index=False)
+    result = run_cli("train", "--data", "ids.csv", "--label-col", "llm_label",
+                     *COMMON, "--out", "m", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"names {len(table):,} scenarios, most of them on a single row" in (
+        result.stderr)
+
+
+def test_a_huge_feature_is_named_by_its_column(trained, tmp_path):
+    folder, _ = trained
+    table = pd.read_csv(folder / "train.csv")
+    table.loc[3, "sim_brand"] = 1e300
+    table.to_csv(tmp_path / "huge.csv", index=False)
+    result = run_cli("train", "--data", "huge.csv", "--label-col", "llm_label",
+                     *COMMON, "--out", "m", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "feature column 'sim_brand' overflows float64" in result.stderr
+
+
+def test_a_killed_write_of_the_scores_is_cleaned_by_the_next(trained, tmp_path):
+    folder, _ = trained
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    from data_synth.io import temporary_owner
+    host = temporary_owner().rsplit("-", 1)[0]
+    left = tmp_path / f".s.csv.{host}-{dead}.abc123"
+    left.write_text("half")
+    other = tmp_path / f".s.csv.{host}-{os.getpid()}.live99"  # a live writer's
+    other.write_text("in progress")
+    result = run_cli("score", "--model", folder / "model", "--data",
+                     folder / "test.csv", "--out", "s.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not left.exists() and other.exists()
+    assert (tmp_path / "s.csv").exists()
