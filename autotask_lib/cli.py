@@ -477,8 +477,14 @@ def run_score(args) -> int:
     _write_table(result, out)
 
     unseen = sorted({s for s in split.scenario if s not in schema.task_ids})
-    note = (f"; unseen in training, scored as task ID 0: {', '.join(unseen)}"
-            if unseen else "")
+    shown = ", ".join(unseen[:10]) + (f" and {len(unseen) - 10:,} more"
+                                      if len(unseen) > 10 else "")
+    note = f"; unseen in training, scored as task ID 0: {shown}" if unseen else ""
+    if unseen and not any(s in schema.task_ids for s in set(split.scenario)):
+        print(f"{PROG} score: warning: no scenario of --data was seen in "
+              f"training, so every row was scored as task ID 0; check that "
+              f"{schema.scenario_column!r} is the scenario column",
+              file=sys.stderr)
     print(f"scored {len(frame):,} rows of {len(set(split.scenario))} "
           f"scenario(s) into {out}{note}")
     if args.label_col is not None:

@@ -86,7 +86,8 @@ class Standardizer:
         std = np.asarray(self.std, dtype=np.float64)
         out = np.zeros_like(features)
         np.divide(features - self.mean, std, out=out, where=std > 0)
-        return out.astype(np.float32)
+        with np.errstate(over="ignore"):  # callers check what overflowed
+            return out.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------

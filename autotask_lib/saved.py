@@ -139,7 +139,8 @@ def check_save_target(folder: str | os.PathLike) -> Path:
     Raises
     ------
     FileExistsError
-        If the path is a file, or a folder with other contents.
+        If the path is a file, a folder with other contents, or a saved model
+        with other files beside it.
     """
     folder = Path(folder)
     if folder.is_dir():
@@ -148,6 +149,15 @@ def check_save_target(folder: str | os.PathLike) -> Path:
                 f"{str(folder)!r} exists and is not a saved AutoTask model; "
                 "choose a new folder (a saved model is replaced, anything "
                 "else is left alone)"
+            )
+        others = sorted(p.name for p in folder.iterdir()
+                        if p.name not in (WEIGHTS, CONFIG, DATA, CHECKSUMS))
+        if others:
+            raise FileExistsError(
+                f"{str(folder)!r} holds a saved model and other files too "
+                f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); "
+                "replacing the model would delete them, so move them out or "
+                "choose a new folder"
             )
     elif folder.exists():
         raise FileExistsError(f"{str(folder)!r} exists and is not a folder")

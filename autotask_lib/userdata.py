@@ -483,6 +483,12 @@ class DataSchema:
         """
         try:
             std = d["standardizer"]
+            stats = np.asarray([std["mean"], std["std"]], dtype=np.float64)
+            if not np.isfinite(stats).all() or (stats[1] < 0).any():
+                raise ValueError(
+                    "the standardisation statistics must be finite, with no "
+                    "negative spread"
+                )
             return cls(
                 feature_columns=tuple(str(c) for c in d["feature_columns"]),
                 scenario_column=str(d["scenario_column"]),
@@ -605,6 +611,14 @@ def to_tensors(
         standardizer=schema.standardizer, task_ids=schema.task_ids,
         scenario_column=schema.scenario_column, query_column=None,
     )
+    bad = ~torch.isfinite(split.x[:, : len(features)])
+    if bad.any():
+        row, col = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"feature column {features[col]!r} of {name} holds a value too large "
+            f"to score at row {row} ({frame[features[col]].iloc[row]!r}): "
+            "standardised with the training statistics it overflows float32"
+        )
     target = split.target if label_column is not None else torch.full(
         (len(frame),), float("nan"))
     return TaskTensors(x=split.x, target=target, scenario=split.scenario,

@@ -560,3 +560,51 @@ def test_a_killed_write_of_the_scores_is_cleaned_by_the_next(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     assert not left.exists() and other.exists()
     assert (tmp_path / "s.csv").exists()
+
+
+def test_other_files_beside_a_saved_model_are_never_deleted(trained, tmp_path):
+    folder, _ = trained
+    target = tmp_path / "model"
+    shutil.copytree(folder / "model", target)
+    (target / "NOTES.txt").write_text("mine")
+    result = run_cli("train", "--data", folder / "train.csv", "--label-col",
+                     "llm_label", *COMMON, "--epochs", 1, "--out", target,
+                     cwd=tmp_path)
+    assert result.returncode == 2
+    assert "holds a saved model and other files too (NOTES.txt)" in result.stderr
+    assert (target / "NOTES.txt").read_text() == "mine"
+    load_model(target)  # the model is still whole
+
+
+def test_scores_name_the_problems_of_their_table_and_model(trained, tmp_path):
+    folder, _ = trained
+    table = pd.read_csv(folder / "test.csv")
+    table["cnt_ad_clicks"] = table["cnt_ad_clicks"].astype(float)
+    table.loc[4, "cnt_ad_clicks"] = 1e300
+    table.to_csv(tmp_path / "huge.csv", index=False)
+    result = run_cli("score", "--model", folder / "model", "--data", "huge.csv",
+                     "--out", "s.csv", cwd=tmp_path)
+    assert result.returncode == 2
+    assert ("feature column 'cnt_ad_clicks' of --data holds a value too large to "
+            "score at row 4") in result.stderr
+
+    table = pd.read_csv(folder / "test.csv")
+    table["rowid"] = np.arange(len(table))
+    table.to_csv(tmp_path / "ids.csv", index=False)
+    result = run_cli("score", "--model", folder / "model", "--data", "ids.csv",
+                     "--scenario-col", "rowid", "--out", "s.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no scenario of --data was seen in training" in result.stderr
+    assert f"and {len(table) - 10:,} more" in result.stdout
+
+
+def test_saved_statistics_must_be_finite():
+    from autotask_lib.userdata import DataSchema
+    d = {"feature_columns": ["a"], "scenario_column": "s", "query_column": None,
+         "task_ids": {"A": 1},
+         "standardizer": {"mean": [float("nan")], "std": [1.0]}}
+    with pytest.raises(ValueError, match="statistics must be finite"):
+        DataSchema.from_dict(d)
+    d["standardizer"] = {"mean": [0.0], "std": [-1.0]}
+    with pytest.raises(ValueError, match="no negative spread"):
+        DataSchema.from_dict(d)
