@@ -199,6 +199,19 @@ def _verify_checksums(folder: Path, meta: dict) -> None:
         raise ValueError(f"{changed} changed after the entry was written")
 
 
+def _check_writable(folder: Path) -> None:
+    # Fail before the work, not after it, when a cache folder cannot be written.
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=f".probe.{_owner()}.", dir=folder))
+    except OSError as err:
+        raise PermissionError(
+            f"the cache folder {str(folder)!r} cannot be written "
+            f"({err.strerror or err}); make it writable, or set "
+            "AUTOTASK_ARTIFACTS to another folder"
+        ) from None
+
+
 def _write_atomic_dir(folder: Path, write) -> None:
     # Write into a temporary folder beside ``folder``, then rename it into place.
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -477,6 +490,7 @@ def fit_and_score(
     clean_stale_temporaries(runs_dir)
 
     if not (folder / "run.json").exists():
+        _check_writable(runs_dir)  # a read-only cache still serves what it holds
         with _key_lock(profile, folder.name):
             if not (folder / "run.json").exists():  # nobody finished it meanwhile
                 return _train_and_store(kind, model_cls, model_cfg, train_cfg,
@@ -1325,6 +1339,7 @@ def run_experiment(
     clean_stale_temporaries(exp_dir)
 
     if not (folder / "results.parquet").exists():
+        _check_writable(exp_dir)
         with _key_lock(profile, folder.name):
             if not (folder / "results.parquet").exists():
                 _compute_experiment(experiment, progress)

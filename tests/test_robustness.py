@@ -526,3 +526,27 @@ def test_the_data_command_line_follows_autotask_profile(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "huge" in out.stderr
     assert not (tmp_path / "e").exists()
+
+
+def test_an_unwritable_cache_is_named_before_any_training(tiny_data, monkeypatch):
+    import tempfile as tempfile_module
+
+    from autotask_lib import prepare
+    from autotask_lib.experiments import fit_and_score, run_experiment, training_log
+    real = tempfile_module.mkdtemp
+
+    def refuse(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).name in ("runs", "experiments"):
+            raise PermissionError(1, "Operation not permitted")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile_module, "mkdtemp", refuse)
+    prof, prepared = _fast_smoke(), prepare(tiny_data)
+    with pytest.raises(PermissionError, match=r"the cache folder '.*runs' cannot "
+                                              r"be written \(Operation not"):
+        fit_and_score("autotask", AutoTaskConfig(), prof, 0, prepared=prepared,
+                      progress=False)
+    with pytest.raises(PermissionError, match="experiments' cannot be written"):
+        run_experiment("t", {"a": ("autotask", AutoTaskConfig())}, prof,
+                       prepared=prepared, progress=False)
+    assert training_log(prof).empty  # nothing was trained
