@@ -332,6 +332,10 @@ def _read_training_tables(args) -> tuple[DataSchema, list, pd.DataFrame]:
 def run_train(args) -> int:
     """``train``: read, size, train on every process, save and evaluate on rank 0."""
     check_save_target(args.out)
+    if args.batch_size % args.block_len:
+        raise ValueError(f"--batch-size must be a multiple of --block-len "
+                         f"{args.block_len}; got {args.batch_size}")
+    _probe_out_folder(Path(args.out))
     eval_frame = None
     if args.eval_data is not None:
         eval_frame = read_table(args.eval_data, name="--eval-data")
@@ -433,6 +437,22 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
         if isinstance(err, OSError):
             raise _out_error(err, path) from err
         raise
+
+
+def _probe_out_folder(out: Path) -> None:
+    """Fail now, not after training, if the model could not be saved at ``out``.
+
+    The model is written to a temporary folder beside ``out`` and renamed, so
+    the nearest folder that exists on the way to ``out`` must take a new entry.
+    """
+    base = next((p for p in [out.parent, *out.parent.parents] if p.exists()),
+                Path("."))
+    try:
+        if not base.is_dir():
+            raise NotADirectoryError(f"{str(base)!r} is not a folder")
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=base))
+    except OSError as err:
+        raise _out_error(err, out) from err
 
 
 def _out_error(err: OSError, path: Path) -> Exception:

@@ -1147,13 +1147,13 @@ def _check_name(name) -> str:
 def _check_seeds(seeds) -> tuple[int, ...]:
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
         raise ValueError(
-            "seeds must be a sequence of distinct non-negative integers, such "
+            "seeds must be a sequence of distinct integers from 0 to 2**32 - 1, such "
             f"as (0, 1, 2); got {seeds!r}"
         )
     seeds = tuple(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(
-            f"seeds must be distinct non-negative integers, at least one; got "
+            f"seeds must be distinct integers from 0 to 2**32 - 1, at least one; got "
             f"{list(seeds)}"
         )
     return tuple(check_seed(s) for s in seeds)

@@ -377,8 +377,10 @@ def bootstrap_scenario_metrics(
         n_boot < 1
     ):
         raise ValueError(f"n_boot must be a positive integer; got {n_boot!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not (
+            0 <= seed <= 2**32 - 1):
+        raise ValueError(
+            f"seed must be an integer from 0 to {2**32 - 1} (2**32 - 1); got {seed!r}")
     y_true, y_prob, scenario = _check_scored_rows(y_true, y_prob, scenario)
     if "ece" in metrics:
         _check_binning(y_true, y_prob, n_bins)

@@ -28,6 +28,7 @@ for a schema.
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,27 @@ def _csv_header(path: Path) -> list[str]:
     """The column names of a CSV file's first line, as written."""
     head = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
     return [str(c) for c in head.iloc[0].tolist()]
+
+
+def _refuse_cut_csv(path: Path, columns: int, name: str) -> None:
+    """Refuse a plain CSV file whose last line stops short, as a cut copy does.
+
+    pandas fills the missing fields of a short last line with NaN, which
+    would otherwise be reported as a bad value rather than a cut file.
+    """
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 65536))
+        tail = f.read()
+    if tail.endswith((b"\n", b"\r")):
+        return  # a file cut mid-row rarely ends exactly at a line break
+    last = tail.splitlines()[-1].decode("utf-8", errors="replace")
+    fields = next(csv.reader([last]), [])
+    if len(fields) < columns:
+        raise ValueError(
+            f"{name} file {str(path)!r} looks cut off: its last line has "
+            f"{len(fields)} of {columns} fields and no line break; copy or "
+            "write the file again"
+        )
 
 
 class _DuplicateColumns(ValueError):
@@ -151,6 +173,8 @@ def read_table(source, *, name: str = "data") -> pd.DataFrame:
             raise ValueError(
                 f"could not read {name} file {str(path)!r} as {kind}: {reason}"
             ) from None
+        if kind == "csv" and path.suffix.lower() != ".gz":
+            _refuse_cut_csv(path, len(header), name)
     else:
         raise TypeError(
             f"{name} must be a pandas DataFrame or the path of a parquet or CSV "
@@ -503,6 +527,28 @@ class DataSchema:
             raise ValueError(f"schema is incomplete or malformed: {err!r}") from None
 
 
+# A scenario is a kind of ad placement with many rows (the paper has 11).
+# Hundreds of scenarios with a handful of rows each mean that a row or query
+# ID column was named instead: each would get its own task ID, learnt from a
+# few rows and useless on any new row.
+MANY_SCENARIOS = 100
+FEW_ROWS_PER_SCENARIO = 20
+
+
+def _refuse_id_like_scenarios(counts: pd.Series, scenario_column) -> None:
+    """Refuse a scenario column that looks like a row or query ID column."""
+    if len(counts) <= MANY_SCENARIOS:
+        return
+    median = float(counts.median())
+    if median < FEW_ROWS_PER_SCENARIO:
+        raise ValueError(
+            f"the scenario column {scenario_column!r} names {len(counts):,} "
+            f"scenarios with a median of {median:g} rows each; a scenario "
+            "should be a kind of placement with many rows, so check that it "
+            "is not a column of row or query IDs"
+        )
+
+
 def fit_schema(
     frames, *, scenario_column: str, feature_columns: Sequence[str],
     query_column: str | None = None,
@@ -526,6 +572,8 @@ def fit_schema(
     ValueError
         If a scenario name is missing: every training row needs a scenario,
         and a missing one must not become a scenario called 'None' or 'nan'.
+        If the scenario column names more than 100 scenarios with a median
+        of fewer than 20 rows each, as a row or query ID column would.
     """
     if isinstance(frames, pd.DataFrame):
         frames = [frames]
@@ -537,15 +585,7 @@ def fit_schema(
         [f[features].to_numpy(dtype=np.float64) for f in frames])  # (n, p)
     names = np.concatenate([f[scenario_column].astype(str).to_numpy()
                             for f in frames])
-    counts = pd.Series(names).value_counts()
-    if len(counts) > 100 and (counts == 1).sum() > len(names) / 2:
-        # A scenario is a kind of ad placement with many rows (the paper has
-        # 11); thousands of one-row scenarios mean a row ID was named instead.
-        raise ValueError(
-            f"the scenario column {scenario_column!r} names {len(counts):,} "
-            "scenarios, most of them on a single row; check that it is the "
-            "column of scenarios and not of row IDs"
-        )
+    _refuse_id_like_scenarios(pd.Series(names).value_counts(), scenario_column)
     return DataSchema(
         feature_columns=tuple(features), scenario_column=scenario_column,
         query_column=query_column, task_ids=scenario_task_ids(names),

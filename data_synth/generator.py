@@ -716,9 +716,16 @@ def _check_memory(cfg: DataConfig) -> None:
         )
 
 
+# The same bound as the library's seeds (torch and numpy both take it).
+MAX_SEED = 2**32 - 1
+
+
 def _check_seed(seed) -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not (
+            0 <= seed <= MAX_SEED):
+        raise ValueError(
+            f"seed must be an integer from 0 to {MAX_SEED} (2**32 - 1); got {seed!r}"
+        )
     return int(seed)
 
 
@@ -754,7 +761,7 @@ def generate(
     Raises
     ------
     ValueError
-        If ``seed`` is not a non-negative integer, or the sizes need more
+        If ``seed`` is not an integer from 0 to 2**32 - 1, or the sizes need more
         memory than the machine has free.
     TypeError
         If ``cfg`` is not a :class:`DataConfig`.

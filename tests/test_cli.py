@@ -212,7 +212,13 @@ def _bad_csv(folder, **changes):
     (["train", "--data", "{f}/train.csv", "--out", "{f}"],
      "exists and is not a saved AutoTask model"),
     (["train", "--data", "{f}/train.csv", "--batch-size", "100"],
-     "batch_size must be a multiple of the block length 16; got 100"),
+     "--batch-size must be a multiple of --block-len 16; got 100"),
+    # Option mistakes are named before the data is read: nope.csv is missing.
+    (["train", "--data", "{f}/nope.csv", "--batch-size", "24", "--block-len",
+      "16"], "--batch-size must be a multiple of --block-len 16; got 24"),
+    (["train", "--data", "{f}/nope.csv", "--out", "{f}/train.csv/m"],
+     "--out '.*train.csv/m' cannot be written: '.*train.csv' is a file, "
+     "not a folder"),
     (["train", "--data", "{f}/train.txt"], "--data must be a parquet"),
     (["score", "--model", "{f}/nomodel", "--data", "{f}/test.csv", "--out",
       "{f}/s.parquet"], "no saved model at '.*nomodel'"),
@@ -530,8 +536,40 @@ def test_a_row_id_given_as_the_scenario_column_is_refused(trained, tmp_path):
     result = run_cli("train", "--data", "ids.csv", "--label-col", "llm_label",
                      *COMMON, "--out", "m", cwd=tmp_path)
     assert result.returncode == 2
-    assert f"names {len(table):,} scenarios, most of them on a single row" in (
+    assert f"names {len(table):,} scenarios with a median of 1 rows each" in (
         result.stderr)
+
+
+def test_a_query_id_given_as_the_scenario_column_is_refused(trained, tmp_path):
+    folder, _ = trained
+    table = pd.read_csv(folder / "train.csv")
+    result = run_cli("train", "--data", folder / "train.csv", "--label-col",
+                     "llm_label", "--scenario-col", "query_id", "--out", "m",
+                     cwd=tmp_path)
+    assert result.returncode == 2
+    groups = table["query_id"].value_counts()
+    assert f"names {len(groups):,} scenarios with a median of" in result.stderr
+    assert "not a column of row or query IDs" in result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_an_unwritable_out_folder_is_named_before_the_data_is_read(
+        trained, tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    read = []
+    monkeypatch.setattr("autotask_lib.cli.read_table",
+                        lambda *a, **k: read.append(a))
+    code = main(["train", "--data", "x.csv", "--scenario-col", "scenario",
+                 "--label-col", "y", "--out", str(tmp_path / "sub" / "m")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot be written: Permission denied" in err, err
+    assert read == [] and not (tmp_path / "sub").exists()
 
 
 def test_a_huge_feature_is_named_by_its_column(trained, tmp_path):

@@ -322,7 +322,7 @@ def test_bad_profile_scenario_and_seed_are_refused():
         ds.label_audit(small(), scenarios=["Hotel", "Casino"])
     with pytest.raises(ValueError, match="rows_per_scenario must be a positive"):
         ds.label_audit(small(), rows_per_scenario=0)
-    with pytest.raises(ValueError, match="seed must be a non-negative .* got -1"):
+    with pytest.raises(ValueError, match="seed must be an integer from 0 to .* got -1"):
         ds.generate(small(), seed=-1)
     with pytest.raises(TypeError, match="cfg must be a DataConfig; got dict"):
         ds.generate({"relatedness": 0.5})
@@ -477,7 +477,10 @@ def test_cli_describes_a_scenario(capsys):
     (["--rows", "test=-3"], r"sizes\['test'\] must be a positive integer; got -3"),
     (["--rows", "test=many"], "--rows test= must be a positive integer; got 'many'"),
     (["--rows", "holdout=5"], "--rows must be SPLIT=N .* got 'holdout=5'"),
-    (["--seed", "-1"], "seed must be a non-negative integer; got -1"),
+    (["--seed", "-1"], r"seed must be an integer from 0 to 4294967295 \(2\*\*32 - 1\); "
+                       "got -1"),
+    (["--seed", str(2**32)], "seed must be an integer from 0 to 4294967295 .*; "
+                             "got 4294967296"),
     (["--describe", "Casino"], "scenario must be one of .* got 'Casino'"),
 ])
 def test_cli_refuses_bad_arguments(tmp_path, capsys, argv, match):

@@ -323,7 +323,8 @@ def test_experiment_inputs_are_checked(tiny_data):
         run_experiment("t", {}, prof, data=tiny_data)
     with pytest.raises(TypeError, match=r"variants\['a'\] must be a Variant"):
         run_experiment("t", {"a": "autotask"}, prof, data=tiny_data)
-    with pytest.raises(ValueError, match="seeds must be distinct non-negative"):
+    with pytest.raises(ValueError,
+                       match=r"seeds must be distinct integers from 0 to 2\*\*32 - 1"):
         run_experiment("t", TABLE2, prof, seeds=(0, 0), data=tiny_data)
     with pytest.raises(ValueError, match="output must be one of .* got 'autotask'"):
         Variant("baseline", BaselineConfig(), "autotask")

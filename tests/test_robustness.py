@@ -179,9 +179,12 @@ def test_metric_inputs_are_checked():
     with pytest.raises(ValueError, match="holds inf for scenario 'Hotel' "
                        r"\(1 of 4 rows\)"):
         scenario_metrics(y, np.array([0.1, 0.9, np.inf, 0.4]), scenario)
-    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+    with pytest.raises(ValueError, match="seed must be an integer from 0 to 4294967295"):
         bootstrap_scenario_metrics(y, np.array([0.1, 0.9, 0.2, 0.4]), scenario,
                                    n_boot=3, seed=-1)
+    with pytest.raises(ValueError, match="got 4294967296"):
+        bootstrap_scenario_metrics(y, np.array([0.1, 0.9, 0.2, 0.4]), scenario,
+                                   n_boot=3, seed=2**32)
     with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\); got 1.5"):
         mean_interval([1.0, 2.0, 3.0], 1.5)
     with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]; got 1 values "

@@ -51,6 +51,19 @@ def test_parquet_csv_and_frames_read_alike(tmp_path):
         pd.testing.assert_frame_equal(got, frame, check_dtype=False)
 
 
+def test_a_csv_cut_mid_row_is_called_cut_off(tmp_path):
+    text = user_frame().to_csv(index=False)
+    whole = tmp_path / "whole.csv"
+    whole.write_text(text.rstrip("\n"))  # no last line break, but whole
+    pd.testing.assert_frame_equal(read_table(whole), user_frame(),
+                                  check_dtype=False)
+    cut = tmp_path / "cut.csv"
+    cut.write_text(text[: text.rindex(",") - 3])  # stops inside a row
+    with pytest.raises(ValueError, match=r"--data file '.*cut.csv' looks cut off: "
+                       r"its last line has 6 of 7 fields"):
+        read_table(cut, name="--data")
+
+
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"--data file '.*nope\.csv' does "
                                                 "not exist"):
@@ -226,6 +239,27 @@ def test_schema_numbers_scenarios_and_standardises_on_all_training_rows():
     both = pd.concat([a, b])[list(COLUMNS["feature_columns"])].to_numpy(float)
     np.testing.assert_array_equal(schema.standardizer.mean, both.mean(axis=0))
     np.testing.assert_array_equal(schema.standardizer.std, both.std(axis=0))
+
+
+@pytest.mark.parametrize("scenarios, rows_each, refused", [
+    (101, 19, True),    # a query ID column: a few rows per value
+    (101, 1, True),     # a row ID column
+    (101, 20, False),   # many scenarios, each with enough rows
+    (100, 1, False),    # at most 100 scenarios are always taken
+])
+def test_scenario_columns_that_look_like_ids_are_refused(scenarios, rows_each,
+                                                         refused):
+    frame = pd.DataFrame({
+        "ad_type": np.repeat([f"s{i}" for i in range(scenarios)], rows_each),
+        "f": np.arange(scenarios * rows_each, dtype=float)})
+    fit = lambda: fit_schema(frame, scenario_column="ad_type",  # noqa: E731
+                             feature_columns=["f"])
+    if refused:
+        with pytest.raises(ValueError, match=rf"'ad_type' names {scenarios} "
+                           rf"scenarios with a median of {rows_each} rows"):
+            fit()
+    else:
+        assert fit().num_tasks == scenarios + 1
 
 
 def test_unseen_scenarios_get_task_id_zero_and_training_statistics():
