@@ -28,9 +28,9 @@ present. Errors print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import glob
 import logging
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -54,6 +54,8 @@ from .saved import (
 )
 from .train import MAX_SEED, TrainConfig, train_two_stage
 from .userdata import (
+    CSV_SUFFIXES,
+    PARQUET_SUFFIXES,
     DataSchema,
     empty_tensors,
     fit_schema,
@@ -407,6 +409,10 @@ def run_train(args) -> int:
     return 0
 
 
+_SCORES_TEMP = re.compile(r"^\.(?P<table>.+)\.[A-Za-z0-9_]+-\d+\.[^.]+$")
+TABLE_SUFFIXES = PARQUET_SUFFIXES + CSV_SUFFIXES
+
+
 def _write_table(frame: pd.DataFrame, path: Path) -> None:
     """Write parquet or CSV by file name, through a temporary file and a rename.
 
@@ -417,9 +423,12 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # What a killed earlier write to this same file left behind.
-        for entry in path.parent.glob(f".{glob.escape(path.name)}.*"):
-            if entry.is_file() and owner_is_gone(entry.name):
+        # What killed earlier writes of scores to this folder left behind:
+        # ``.<table>.<host>-<pid>.<random>`` of a process that is gone.
+        for entry in path.parent.glob(".*"):
+            table = _SCORES_TEMP.match(entry.name)
+            if (table and table["table"].lower().endswith(TABLE_SUFFIXES)
+                    and entry.is_file() and owner_is_gone(entry.name)):
                 entry.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{temporary_owner()}.",
                                    dir=path.parent)
@@ -518,6 +527,15 @@ def run_score(args) -> int:
 BROKEN_PIPE_STATUS = 141
 
 
+def _one_line_warning(command: str):
+    """A ``warnings.showwarning`` that prints one line, like the errors."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if distributed.env_rank() == 0:
+            text = " ".join(str(message).split())
+            print(f"{PROG} {command}: warning: {text}", file=sys.stderr)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status.
 
@@ -529,7 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        status = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
+            status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at the exit
         return status
     except KeyboardInterrupt:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -155,11 +156,23 @@ def artifacts_dir(profile: Profile | str) -> Path:
 
 
 def load_data(profile: Profile, *, progress: bool = False):
-    """The profile's synthetic data set, generated once and then read from disk."""
-    return data_synth.load_or_generate(
-        profile.data, profile.data_seed, artifacts_dir(profile) / "data",
-        progress=progress,
-    )
+    """The profile's synthetic data set, generated once and then read from disk.
+
+    Raises
+    ------
+    PermissionError
+        If the data set must be generated and its cache folder cannot be
+        written.
+    """
+    folder = artifacts_dir(profile) / "data"
+    try:
+        return data_synth.load_or_generate(profile.data, profile.data_seed,
+                                           folder, progress=progress)
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        where = Path(err.filename) if err.filename else folder
+        raise _unwritable(where if where.is_dir() else where.parent, err) from None
 
 
 def library_source_hash(folder: str | os.PathLike | None = None) -> str:
@@ -199,17 +212,21 @@ def _verify_checksums(folder: Path, meta: dict) -> None:
         raise ValueError(f"{changed} changed after the entry was written")
 
 
+def _unwritable(folder, err: OSError) -> PermissionError:
+    return PermissionError(
+        f"the cache folder {str(folder)!r} cannot be written "
+        f"({err.strerror or err}); make it writable, or set "
+        "AUTOTASK_ARTIFACTS to another folder"
+    )
+
+
 def _check_writable(folder: Path) -> None:
     # Fail before the work, not after it, when a cache folder cannot be written.
     try:
         folder.mkdir(parents=True, exist_ok=True)
         os.rmdir(tempfile.mkdtemp(prefix=f".probe.{_owner()}.", dir=folder))
     except OSError as err:
-        raise PermissionError(
-            f"the cache folder {str(folder)!r} cannot be written "
-            f"({err.strerror or err}); make it writable, or set "
-            "AUTOTASK_ARTIFACTS to another folder"
-        ) from None
+        raise _unwritable(folder, err) from None
 
 
 def _write_atomic_dir(folder: Path, write) -> None:
@@ -790,7 +807,7 @@ def _train_in_workers(jobs, profile, prepared, workers, progress) -> set[str]:
     # trained. The workers read the data from one file instead of each being
     # sent a copy.
     cache = artifacts_dir(profile)
-    cache.mkdir(parents=True, exist_ok=True)
+    _check_writable(cache / "runs")  # before the workers start, not after
     clean_stale_temporaries(cache)  # what killed processes left behind
     with tempfile.TemporaryDirectory(prefix=f".prepared.{_owner()}.",
                                      dir=cache) as tmp:

@@ -303,7 +303,12 @@ def load_model(folder: str | os.PathLike) -> SavedModel:
         If the folder does not exist.
     ValueError
         If it is not a saved model, or one of its files is missing or damaged.
+    TypeError
+        If ``folder`` is not a path.
     """
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(
+            f"folder must be the path of a saved model; got {type(folder).__name__}")
     folder = Path(folder)
     if not folder.exists():
         raise FileNotFoundError(f"no saved model at {str(folder)!r}")

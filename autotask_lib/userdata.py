@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,8 @@ def _csv_header(path: Path) -> list[str]:
 def _refuse_cut_csv(path: Path, columns: int, name: str) -> None:
     """Refuse a plain CSV file whose last line stops short, as a cut copy does.
 
+    A last line with every field but no line break gets a warning instead.
+
     pandas fills the missing fields of a short last line with NaN, which
     would otherwise be reported as a bad value rather than a cut file.
     """
@@ -99,6 +102,12 @@ def _refuse_cut_csv(path: Path, columns: int, name: str) -> None:
             f"{len(fields)} of {columns} fields and no line break; copy or "
             "write the file again"
         )
+    # Whole files may lack the last line break too, so this is only a warning.
+    warnings.warn(
+        f"{name} file {str(path)!r} does not end with a line break; if it was "
+        f"cut off, the last value of its last row ({last[-40:]!r}) may be cut "
+        "short", UserWarning, stacklevel=3,
+    )
 
 
 class _DuplicateColumns(ValueError):
@@ -213,7 +222,9 @@ def _refuse_missing(values: pd.Series, role: str, column, where: str) -> None:
         raise ValueError(
             f"the {role} column {column!r} of {where} has {int(empty.sum())} "
             f"missing value(s), the first at row {int(np.argmax(empty))}; "
-            f"every row needs a {role}"
+            f"every row needs a {role} (in a CSV file, empty fields and texts "
+            "such as 'NA', 'N/A', 'null' and 'nan' are read as missing: rename "
+            f"a {role} spelt so, or store the table as parquet)"
         )
 
 
@@ -282,6 +293,20 @@ def select_feature_columns(
     return [str(c) for c in features]
 
 
+def _column_list(feature_columns) -> list:
+    """``feature_columns`` as a list, refusing one name given as a string."""
+    if isinstance(feature_columns, (str, bytes)) or not isinstance(
+            feature_columns, Iterable):
+        raise TypeError(
+            "feature_columns must be a list of column names, such as "
+            f"['sim_brand'] for one column; got {feature_columns!r}"
+        )
+    feature_columns = list(feature_columns)
+    if not feature_columns:
+        raise ValueError("feature_columns must name at least one column; got none")
+    return feature_columns
+
+
 def parse_feature_columns(text: str) -> list[str]:
     """Split ``"a,b,c"`` into ``["a", "b", "c"]``, refusing empty or repeated names.
 
@@ -330,9 +355,7 @@ def validate_frame(
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(
             f"{name} must be a pandas DataFrame; got {type(frame).__name__}")
-    feature_columns = list(feature_columns)
-    if not feature_columns:
-        raise ValueError("feature_columns must name at least one column; got none")
+    feature_columns = _column_list(feature_columns)
     roles = [("scenario", scenario_column), ("label", label_column),
              ("query", query_column)]
     named = [(role, col) for role, col in roles if col is not None]
@@ -438,11 +461,10 @@ class DataSchema:
     standardizer: Standardizer = field(compare=False)  # training mean and std
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "feature_columns", tuple(self.feature_columns))
+        object.__setattr__(self, "feature_columns",
+                           tuple(_column_list(self.feature_columns)))
         object.__setattr__(self, "task_ids", dict(self.task_ids))
         p = len(self.feature_columns)
-        if p == 0:
-            raise ValueError("feature_columns must name at least one column; got none")
         if len(self.standardizer.mean) != p or len(self.standardizer.std) != p:
             raise ValueError(
                 f"standardizer must hold {p} means and standard deviations, one "
@@ -549,6 +571,23 @@ def _refuse_id_like_scenarios(counts: pd.Series, scenario_column) -> None:
         )
 
 
+def _warn_of_near_twins(names, scenario_column) -> None:
+    """Warn of scenario names that differ only in case or surrounding spaces."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(map(str, names)):
+        groups.setdefault(name.strip().casefold(), []).append(name)
+    twins = [g for g in groups.values() if len(g) > 1]
+    if twins:
+        shown = "; ".join(" and ".join(repr(n) for n in g) for g in twins[:3])
+        warnings.warn(
+            f"the scenario column {scenario_column!r} holds names that differ "
+            f"only in case or surrounding spaces ({shown}"
+            f"{'; ...' if len(twins) > 3 else ''}); each gets a task ID of its "
+            "own, so make them one name if they are one scenario",
+            UserWarning, stacklevel=3,
+        )
+
+
 def fit_schema(
     frames, *, scenario_column: str, feature_columns: Sequence[str],
     query_column: str | None = None,
@@ -580,12 +619,14 @@ def fit_schema(
     for i, f in enumerate(frames):
         _refuse_missing(f[scenario_column], "scenario", scenario_column,
                         f"training table {i}")
-    features = [str(c) for c in feature_columns]
+    features = [str(c) for c in _column_list(feature_columns)]
     values = np.concatenate(
         [f[features].to_numpy(dtype=np.float64) for f in frames])  # (n, p)
     names = np.concatenate([f[scenario_column].astype(str).to_numpy()
                             for f in frames])
-    _refuse_id_like_scenarios(pd.Series(names).value_counts(), scenario_column)
+    counts = pd.Series(names).value_counts()
+    _refuse_id_like_scenarios(counts, scenario_column)
+    _warn_of_near_twins(counts.index, scenario_column)
     return DataSchema(
         feature_columns=tuple(features), scenario_column=scenario_column,
         query_column=query_column, task_ids=scenario_task_ids(names),

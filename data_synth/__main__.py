@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -81,6 +82,21 @@ def _check_out(out: Path) -> None:
             f"--out folder {str(out)!r} already holds other files; choose an "
             "empty or new folder"
         )
+    # The data set is written beside --out and renamed into place, so the
+    # nearest folder that exists on the way to it must take a new entry.
+    base = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+    if not base.is_dir():
+        raise NotADirectoryError(
+            f"--out {str(out)!r} cannot be written: {str(base)!r} is a file, "
+            "not a folder")
+    if base == out:
+        base = out.parent
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=base))
+    except OSError as err:
+        raise PermissionError(
+            f"--out {str(out)!r} cannot be written: "
+            f"{err.strerror or err} (in the folder {str(base)!r})") from None
 
 
 def main(argv: list[str] | None = None) -> int:

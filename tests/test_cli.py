@@ -356,6 +356,9 @@ def _umask():
 
 def test_load_explains_missing_and_damaged_folders(tiny_data, tmp_path):
     model, schema = _small_model(tiny_data)
+    with pytest.raises(TypeError, match="folder must be the path of a saved model; "
+                                        "got NoneType"):
+        load_model(None)
     with pytest.raises(FileNotFoundError, match="no saved model at '.*absent'"):
         load_model(tmp_path / "absent")
     (tmp_path / "empty").mkdir()
@@ -572,6 +575,40 @@ def test_an_unwritable_out_folder_is_named_before_the_data_is_read(
     assert read == [] and not (tmp_path / "sub").exists()
 
 
+def test_a_scenario_named_na_in_a_csv_gets_a_hint(trained, tmp_path, capsys):
+    folder, _ = trained
+    table = pd.read_csv(folder / "train.csv")
+    first = table["scenario"].iloc[0]
+    table["scenario"] = table["scenario"].replace(first, "NA")
+    table.to_csv(tmp_path / "na.csv", index=False)
+    code = main(["train", "--data", str(tmp_path / "na.csv"), *COMMON,
+                 "--label-col", "llm_label", "--out", str(tmp_path / "m"),
+                 "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "the scenario column 'scenario' of --data has" in err
+    assert "texts such as 'NA', 'N/A', 'null' and 'nan' are read as missing" in err
+
+
+def test_warnings_are_one_line_like_the_errors(trained, tmp_path, capsys):
+    folder, _ = trained
+    table = pd.read_csv(folder / "train.csv")
+    first = table["scenario"].iloc[0]
+    table.loc[0, "scenario"] = f" {first.lower()}"
+    table.to_csv(tmp_path / "twins.csv", index=False)
+    code = main(["train", "--data", str(tmp_path / "twins.csv"), *COMMON,
+                 "--label-col", "llm_label", "--epochs", "1", "--batch-size",
+                 "64", "--out", str(tmp_path / "m"), "--quiet"])
+    assert code == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "warning" in ln]
+    assert lines == [
+        f"python -m autotask_lib train: warning: the scenario column 'scenario' "
+        f"holds names that differ only in case or surrounding spaces "
+        f"({f' {first.lower()}'!r} and {first!r}); each gets a task ID of its "
+        "own, so make them one name if they are one scenario"], err
+
+
 def test_a_huge_feature_is_named_by_its_column(trained, tmp_path):
     folder, _ = trained
     table = pd.read_csv(folder / "train.csv")
@@ -593,10 +630,17 @@ def test_a_killed_write_of_the_scores_is_cleaned_by_the_next(trained, tmp_path):
     left.write_text("half")
     other = tmp_path / f".s.csv.{host}-{os.getpid()}.live99"  # a live writer's
     other.write_text("in progress")
+    # A killed write to another --out of this folder; and a file of the user's
+    # that only looks like a temporary (not a table's name).
+    elsewhere = tmp_path / f".old.parquet.{host}-{dead}.xyz789"
+    elsewhere.write_text("half")
+    mine = tmp_path / f".notes.{host}-{dead}.txt"
+    mine.write_text("mine")
     result = run_cli("score", "--model", folder / "model", "--data",
                      folder / "test.csv", "--out", "s.csv", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert not left.exists() and other.exists()
+    assert not left.exists() and not elsewhere.exists()
+    assert other.exists() and mine.read_text() == "mine"
     assert (tmp_path / "s.csv").exists()
 
 

@@ -508,6 +508,35 @@ def test_cli_checks_the_out_folder_before_generating(tmp_path, capsys):
     assert len(ds.load(empty)["test"]) == 500
 
 
+def test_cli_names_an_out_folder_it_cannot_write_before_generating(
+        tmp_path, capsys, monkeypatch):
+    (tmp_path / "f.csv").write_text("mine")
+    with pytest.raises(SystemExit) as err:
+        cli_main(["--profile", "smoke", "--quiet", "--out",
+                  str(tmp_path / "f.csv" / "sub")])
+    assert err.value.code == 2
+    assert re.search(r"--out '.*f.csv/sub' cannot be written: '.*f.csv' is a "
+                     "file, not a folder", capsys.readouterr().err)
+    assert (tmp_path / "f.csv").read_text() == "mine"
+
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    generated = []
+    monkeypatch.setattr("data_synth.__main__.generate",
+                        lambda *a, **k: generated.append(a))
+    with pytest.raises(SystemExit) as err:
+        cli_main(["--profile", "smoke", "--quiet", "--out",
+                  str(tmp_path / "new")])
+    assert err.value.code == 2
+    assert "cannot be written: Permission denied (in the folder" in (
+        capsys.readouterr().err)
+    assert generated == []
+
+
 def test_cli_needs_an_out_folder(capsys):
     with pytest.raises(SystemExit) as err:
         cli_main(["--profile", "smoke"])

@@ -179,7 +179,8 @@ def test_metric_inputs_are_checked():
     with pytest.raises(ValueError, match="holds inf for scenario 'Hotel' "
                        r"\(1 of 4 rows\)"):
         scenario_metrics(y, np.array([0.1, 0.9, np.inf, 0.4]), scenario)
-    with pytest.raises(ValueError, match="seed must be an integer from 0 to 4294967295"):
+    with pytest.raises(ValueError,
+                       match="seed must be an integer from 0 to 4294967295"):
         bootstrap_scenario_metrics(y, np.array([0.1, 0.9, 0.2, 0.4]), scenario,
                                    n_boot=3, seed=-1)
     with pytest.raises(ValueError, match="got 4294967296"):
@@ -535,7 +536,8 @@ def test_an_unwritable_cache_is_named_before_any_training(tiny_data, monkeypatch
     import tempfile as tempfile_module
 
     from autotask_lib import prepare
-    from autotask_lib.experiments import fit_and_score, run_experiment, training_log
+    from autotask_lib.experiments import (fit_and_score, fit_many, run_experiment,
+                                          training_log)
     real = tempfile_module.mkdtemp
 
     def refuse(*args, dir=None, **kwargs):
@@ -552,4 +554,30 @@ def test_an_unwritable_cache_is_named_before_any_training(tiny_data, monkeypatch
     with pytest.raises(PermissionError, match="experiments' cannot be written"):
         run_experiment("t", {"a": ("autotask", AutoTaskConfig())}, prof,
                        prepared=prepared, progress=False)
+    # Several missing runs: named in this process, before any worker starts.
+    with pytest.raises(PermissionError, match=r"'.*runs' cannot be written"):
+        fit_many([("autotask", AutoTaskConfig(), 0), ("autotask",
+                                                      AutoTaskConfig(), 1)],
+                 prof, prepared=prepared, workers=2, progress=False)
     assert training_log(prof).empty  # nothing was trained
+
+
+def test_an_unwritable_data_cache_is_named(monkeypatch):
+    import dataclasses
+    import tempfile as tempfile_module
+
+    import data_synth as ds
+    from autotask_lib.experiments import artifacts_dir, load_data
+    prof = dataclasses.replace(_fast_smoke(), data=ds.DataConfig(sizes={
+        "teacher_train": 50, "llm_train": 50, "calibration": 50, "test": 50}))
+
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(tempfile_module, "mkdtemp", refuse)
+    with pytest.raises(PermissionError, match=r"the cache folder '.*smoke/data' cannot "
+                       r"be written \(Operation not permitted\); make it "
+                       "writable, or set AUTOTASK_ARTIFACTS"):
+        load_data(prof)
+    data = artifacts_dir(prof) / "data"
+    assert not data.exists() or not any(data.iterdir())

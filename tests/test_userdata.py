@@ -55,13 +55,39 @@ def test_a_csv_cut_mid_row_is_called_cut_off(tmp_path):
     text = user_frame().to_csv(index=False)
     whole = tmp_path / "whole.csv"
     whole.write_text(text.rstrip("\n"))  # no last line break, but whole
-    pd.testing.assert_frame_equal(read_table(whole), user_frame(),
-                                  check_dtype=False)
+    with pytest.warns(UserWarning, match="does not end with a line break; if it "
+                      "was cut off, the last value of its last row"):
+        got = read_table(whole)
+    pd.testing.assert_frame_equal(got, user_frame(), check_dtype=False)
     cut = tmp_path / "cut.csv"
     cut.write_text(text[: text.rindex(",") - 3])  # stops inside a row
     with pytest.raises(ValueError, match=r"--data file '.*cut.csv' looks cut off: "
                        r"its last line has 6 of 7 fields"):
         read_table(cut, name="--data")
+
+
+def test_feature_columns_must_be_a_list_not_one_name():
+    for call in (lambda f: validate_frame(user_frame(), scenario_column="ad_type",
+                                          feature_columns=f),
+                 lambda f: fit_schema(user_frame(), scenario_column="ad_type",
+                                      feature_columns=f),
+                 lambda f: load_user_data(user_frame(), scenario_column="ad_type",
+                                          label_column="y", feature_columns=f)):
+        with pytest.raises(TypeError, match=r"feature_columns must be a list of "
+                           r"column names, such as \['sim_brand'\] for one "
+                           "column; got 'f_sim'"):
+            call("f_sim")
+        call(["f_sim"])  # the same column as a list is taken
+
+
+def test_scenario_names_that_differ_only_in_case_or_spaces_are_warned_of():
+    frame = user_frame()
+    frame.loc[0, "ad_type"] = " shoes "
+    with pytest.warns(UserWarning, match=r"'ad_type' holds names that differ "
+                      r"only in case or surrounding spaces \(' shoes ' and "
+                      r"'Shoes'\); each gets a task ID of its own"):
+        schema = fit_schema(frame, **COLUMNS)
+    assert len(schema.task_ids) == 4
 
 
 def test_missing_file_is_named(tmp_path):
