@@ -66,6 +66,7 @@ from .userdata import (
     table_format,
     to_tensors,
     validate_frame,
+    warn_of_id_features,
     with_columns,
 )
 
@@ -310,6 +311,7 @@ def _read_training_tables(args) -> tuple[DataSchema, list, pd.DataFrame]:
     data = read_table(args.data, name="--data")
     if args.feature_cols is not None:
         features = parse_feature_columns(args.feature_cols)
+        _refuse_split_names(features, data)
     else:
         features = select_feature_columns(
             data, scenario_column=args.scenario_col, label_columns=args.label_col,
@@ -328,7 +330,22 @@ def _read_training_tables(args) -> tuple[DataSchema, list, pd.DataFrame]:
     elif args.stage1_label_col is not None:
         raise ValueError("--stage1-label-col needs --stage1-data; got none")
     schema = fit_schema([f for f, _ in stages if f is not None], **columns)
+    if args.feature_cols is None:
+        warn_of_id_features(features)
     return schema, stages, data
+
+
+def _refuse_split_names(features: list[str], data: pd.DataFrame) -> None:
+    """Explain a missing feature that is a piece of a column name with a comma."""
+    missing = [c for c in features if c not in data.columns]
+    with_commas = [str(c) for c in data.columns if "," in str(c)]
+    if missing and with_commas:
+        raise ValueError(
+            f"--data lacks the feature column(s) {missing}; --feature-cols is "
+            f"split at commas, so the column(s) {with_commas} cannot be named in "
+            "it: rename them, or leave --feature-cols out to take every numeric "
+            "column"
+        )
 
 
 def run_train(args) -> int:
@@ -362,7 +379,17 @@ def run_train(args) -> int:
     with distributed.process_group():
         world = distributed.get_world_size()
         torch.manual_seed(args.seed)
-        model = AutoTask(cfg)
+        try:
+            model = AutoTask(cfg)
+        except (RuntimeError, MemoryError) as err:
+            if not isinstance(err, MemoryError) and "allocate" not in str(err):
+                raise
+            raise ValueError(
+                f"the model does not fit in memory: --e1 {cfg.e1} with "
+                f"d={cfg.d} makes each row token e2 = d * e1 = {cfg.e2:,} wide "
+                f"({err.__class__.__name__}: {str(err)[:120]}); choose a "
+                "smaller --e1"
+            ) from None
         shown = ", ".join(schema.feature_columns[:6]) + (
             ", ..." if len(schema.feature_columns) > 6 else "")
         _say(f"features: {len(schema.feature_columns)} columns ({shown})")

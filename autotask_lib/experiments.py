@@ -144,12 +144,13 @@ def artifacts_dir(profile: Profile | str) -> Path:
     name = profile if isinstance(profile, str) else profile.name
     root = Path(os.environ.get("AUTOTASK_ARTIFACTS") or repo_root() / "artifacts")
     folder = root / name
-    for path in (root, folder, *(folder / sub for sub in _CACHE_FOLDERS)):
-        if path.exists() and not path.is_dir():
+    above = next((p for p in root.parents if p.exists()), None)
+    for path in (above, root, folder, *(folder / sub for sub in _CACHE_FOLDERS)):
+        if path is not None and path.exists() and not path.is_dir():
             raise ValueError(
                 f"the artifacts cache needs a folder at {str(path)!r}, but a "
                 "file is there; move the file aside"
-                + (", or set AUTOTASK_ARTIFACTS to a folder" if path == root
+                + (", or set AUTOTASK_ARTIFACTS to a folder" if path in (above, root)
                    else "")
             )
     return folder
@@ -391,13 +392,16 @@ def run_key(kind: str, model_cfg, train_cfg: TrainConfig, seed: int,
             fingerprint: str, *, src: str | None = None) -> str:
     """Hash of everything that determines a run's result.
 
-    ``src`` is the library source hash, computed now when omitted.
+    ``src`` is the library source hash, computed now when omitted. The
+    number of training threads (:func:`training_threads`) is part of the key:
+    another thread count sums in another order and changes the last digits,
+    so a run trained with one never stands in for a run with another.
     """
     src = library_source_hash() if src is None else src
     blob = json.dumps({
         "kind": kind, "model": asdict(model_cfg), "train": asdict(train_cfg),
         "seed": int(seed), "data": fingerprint, "src": src,
-        "torch": torch.__version__,
+        "torch": torch.__version__, "threads": training_threads(),
     }, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,32 +83,36 @@ def _csv_header(path: Path) -> list[str]:
 
 
 def _refuse_cut_csv(path: Path, columns: int, name: str) -> None:
-    """Refuse a plain CSV file whose last line stops short, as a cut copy does.
+    """Refuse a plain CSV file whose last row stops short, as a cut copy does.
 
-    A last line with every field but no line break gets a warning instead.
-
-    pandas fills the missing fields of a short last line with NaN, which
-    would otherwise be reported as a bad value rather than a cut file.
+    pandas fills the missing fields of a short row with NaN, which would
+    otherwise be reported as a bad value rather than a cut file. A last row
+    with every field but no line break after it gets a warning instead.
     """
     with open(path, "rb") as f:
         f.seek(max(0, path.stat().st_size - 65536))
         tail = f.read()
-    if tail.endswith((b"\n", b"\r")):
-        return  # a file cut mid-row rarely ends exactly at a line break
-    last = tail.splitlines()[-1].decode("utf-8", errors="replace")
+    lines = [ln for ln in tail.splitlines() if ln.strip()]
+    if not lines:
+        return
+    last = lines[-1].decode("utf-8", errors="replace")
+    if '"' in last:
+        return  # may close a quoted field that spans lines: not judged here
+    ended = tail.rstrip(b" \t").endswith((b"\n", b"\r"))
     fields = next(csv.reader([last]), [])
     if len(fields) < columns:
         raise ValueError(
-            f"{name} file {str(path)!r} looks cut off: its last line has "
-            f"{len(fields)} of {columns} fields and no line break; copy or "
-            "write the file again"
+            f"{name} file {str(path)!r} looks cut off: its last row has "
+            f"{len(fields)} of {columns} fields"
+            + ("" if ended else " and no line break")
+            + "; copy or write the file again"
         )
-    # Whole files may lack the last line break too, so this is only a warning.
-    warnings.warn(
-        f"{name} file {str(path)!r} does not end with a line break; if it was "
-        f"cut off, the last value of its last row ({last[-40:]!r}) may be cut "
-        "short", UserWarning, stacklevel=3,
-    )
+    if not ended:  # whole files may lack the last line break too
+        warnings.warn(
+            f"{name} file {str(path)!r} does not end with a line break; if it "
+            f"was cut off, the last value of its last row ({last[-40:]!r}) may "
+            "be cut short", UserWarning, stacklevel=3,
+        )
 
 
 class _DuplicateColumns(ValueError):
@@ -277,6 +282,7 @@ def select_feature_columns(
     ValueError
         If no numeric column is left, or a column of numbers holds a few
         values that are not numbers (a spoiled feature, not a text column).
+
     """
     if isinstance(label_columns, str):
         label_columns = [label_columns]
@@ -291,6 +297,27 @@ def select_feature_columns(
             f"query columns; the table has the columns {list(map(str, frame.columns))}"
         )
     return [str(c) for c in features]
+
+
+# Names such as id, row_id, query-ID, QueryId or ID_1: an identifier, which
+# a model should not learn from.
+_ID_NAME = re.compile(r"(^|[_\s.-])(id|ID|Id)([_\s.-]\w*)?$|[a-z](Id|ID)$")
+
+
+def warn_of_id_features(features: Sequence[str]) -> None:
+    """Warn of features chosen by default whose names look like IDs.
+
+    Called once a table with features from :func:`select_feature_columns` has
+    passed validation, so that a warning never comes before an error.
+    """
+    ids = [str(c) for c in features if _ID_NAME.search(str(c))]
+    if ids:
+        warnings.warn(
+            f"the column(s) {ids} look like IDs but are taken as features, as "
+            "every numeric column is by default; if they are not features, "
+            "name the query column (--query-col, query_column) or the features "
+            "(--feature-cols, feature_columns)", UserWarning, stacklevel=3,
+        )
 
 
 def _column_list(feature_columns) -> list:
@@ -770,7 +797,8 @@ def load_user_data(
     if schema is None:
         if label_column is None:
             raise ValueError("label_column is required to fit a schema; got None")
-        if feature_columns is None:
+        chosen = feature_columns is None
+        if chosen:
             feature_columns = select_feature_columns(
                 frame, scenario_column=scenario_column, label_columns=label_column,
                 query_column=query_column)
@@ -780,6 +808,8 @@ def load_user_data(
         schema = fit_schema(frame, scenario_column=scenario_column,
                             feature_columns=feature_columns,
                             query_column=query_column)
+        if chosen:
+            warn_of_id_features(feature_columns)
     else:
         if feature_columns is not None or query_column is not None:
             raise ValueError(

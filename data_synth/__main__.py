@@ -121,7 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         _check_out(Path(args.out))  # before the work, not after it
         data = generate(cfg, args.seed, progress=not args.quiet)
         folder = save(data, args.out)
-    except (ValueError, TypeError, OSError) as err:
+    except OSError as err:
+        # Past the checks above, the only files touched are under --out.
+        if err.filename is None or not err.strerror:
+            parser.exit(2, f"{parser.prog}: error: {err}\n")
+        parser.exit(2, f"{parser.prog}: error: --out {args.out!r} could not be "
+                    f"written or read: {err.strerror} ({str(err.filename)!r})\n")
+    except (ValueError, TypeError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     except KeyboardInterrupt:
         # Data sets are written atomically: nothing half-written is left.

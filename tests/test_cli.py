@@ -609,6 +609,53 @@ def test_warnings_are_one_line_like_the_errors(trained, tmp_path, capsys):
         "own, so make them one name if they are one scenario"], err
 
 
+def test_a_model_too_large_for_memory_is_named_by_its_option(trained, tmp_path,
+                                                             capsys, monkeypatch):
+    folder, _ = trained
+
+    def refuse(cfg):  # what PyTorch raises when the allocator says no
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. "
+                           "DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr("autotask_lib.cli.AutoTask", refuse)
+    code = main(["train", "--data", str(folder / "train.csv"), *COMMON,
+                 "--label-col", "llm_label", "--e1", "100000", "--out",
+                 str(tmp_path / "m"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error: the model does not fit in memory: --e1 100000 with d=" in err
+    assert "choose a smaller --e1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_column_name_with_a_comma_is_explained(trained, tmp_path, capsys):
+    folder, _ = trained
+    table = pd.read_csv(folder / "train.csv").rename(
+        columns={"sim_brand": "sim brand, x"})
+    table.to_csv(tmp_path / "commas.csv", index=False)
+    code = main(["train", "--data", str(tmp_path / "commas.csv"), *COMMON,
+                 "--label-col", "llm_label", "--feature-cols",
+                 "sim brand, x,sim_category", "--out", str(tmp_path / "m"),
+                 "--quiet"])
+    assert code == 2
+    assert ("--feature-cols is split at commas, so the column(s) ['sim brand, x'] "
+            "cannot be named in it") in capsys.readouterr().err
+
+
+def test_an_id_column_taken_as_a_feature_is_warned_of(trained, tmp_path, capsys):
+    folder, _ = trained
+    code = main(["train", "--data", str(folder / "train.csv"), "--scenario-col",
+                 "scenario", "--label-col", "llm_label", "--epochs", "1",
+                 "--batch-size", "64", "--out", str(tmp_path / "m"), "--quiet"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert ("train: warning: the column(s) ['query_id'] look like IDs but are "
+            "taken as features") in err
+    code = main(["train", "--data", str(folder / "train.csv"), *COMMON,
+                 "--label-col", "llm_label", "--epochs", "1", "--batch-size",
+                 "64", "--out", str(tmp_path / "m2"), "--quiet"])
+    assert code == 0 and "look like IDs" not in capsys.readouterr().err
+
+
 def test_a_huge_feature_is_named_by_its_column(trained, tmp_path):
     folder, _ = trained
     table = pd.read_csv(folder / "train.csv")

@@ -537,6 +537,22 @@ def test_cli_names_an_out_folder_it_cannot_write_before_generating(
     assert generated == []
 
 
+def test_cli_names_out_when_writing_the_data_set_fails(tmp_path, capsys,
+                                                      monkeypatch):
+    def refuse(data, out):
+        raise PermissionError(1, "Operation not permitted", str(out))
+
+    monkeypatch.setattr("data_synth.__main__.save", refuse)
+    with pytest.raises(SystemExit) as err:
+        cli_main(["--profile", "smoke", "--rows", "teacher_train=20",
+                  "--rows", "llm_train=20", "--rows", "calibration=20",
+                  "--rows", "test=20", "--quiet", "--out", str(tmp_path / "ro")])
+    assert err.value.code == 2
+    assert re.search(r"error: --out '.*ro' could not be written or read: "
+                     r"Operation not permitted \('.*ro'\)$",
+                     capsys.readouterr().err.strip())
+
+
 def test_cli_needs_an_out_folder(capsys):
     with pytest.raises(SystemExit) as err:
         cli_main(["--profile", "smoke"])

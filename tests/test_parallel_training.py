@@ -107,6 +107,21 @@ def test_workers_and_threads_follow_the_environment(monkeypatch):
             training_workers()
 
 
+def test_the_thread_count_is_part_of_a_run_key(monkeypatch):
+    # Another thread count changes the last digits, so it names another run.
+    monkeypatch.setattr(ex, "_usable_cpus", lambda: 4)
+    keys = {}
+    for workers in ("1", "2", "3"):
+        monkeypatch.setenv("AUTOTASK_WORKERS", workers)
+        keys[workers] = ex.run_key("autotask", AutoTaskConfig(), TrainConfig(), 0,
+                                   "fingerprint", src="src")
+    assert keys["1"] != keys["2"]  # 4 threads, then 2
+    assert keys["2"] != keys["3"]  # 2 threads, then 1
+    monkeypatch.setenv("AUTOTASK_WORKERS", "2")
+    assert ex.run_key("autotask", AutoTaskConfig(), TrainConfig(), 0,
+                      "fingerprint", src="src") == keys["2"]
+
+
 JOBS = [("autotask", AutoTaskConfig(), 0), ("baseline", BaselineConfig(), 0),
         ("autotask", AutoTaskConfig(), 1)]
 

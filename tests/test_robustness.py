@@ -430,13 +430,13 @@ def _fast_smoke():
         batch_size=128, epochs_teacher=1, epochs_llm=1))
 
 
-@pytest.mark.parametrize("where", ["root", "profile", "runs", "locks"])
+@pytest.mark.parametrize("where", ["above", "root", "profile", "runs", "locks"])
 def test_a_file_where_the_cache_needs_a_folder_is_named(tiny_data, tmp_path,
                                                         monkeypatch, where):
     from autotask_lib import prepare
     from autotask_lib.experiments import fit_and_score
-    root = tmp_path / "cache"
-    target = {"root": root, "profile": root / "smoke",
+    root = tmp_path / "cache" / "sub" if where == "above" else tmp_path / "cache"
+    target = {"above": root.parent, "root": root, "profile": root / "smoke",
               "runs": root / "smoke" / "runs", "locks": root / "smoke" / "locks"}
     target[where].parent.mkdir(parents=True, exist_ok=True)
     target[where].write_text("not a folder")

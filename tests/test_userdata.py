@@ -1,6 +1,7 @@
 """The loader of user tables: reading, validation, task IDs, standardisation."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -62,8 +63,15 @@ def test_a_csv_cut_mid_row_is_called_cut_off(tmp_path):
     cut = tmp_path / "cut.csv"
     cut.write_text(text[: text.rindex(",") - 3])  # stops inside a row
     with pytest.raises(ValueError, match=r"--data file '.*cut.csv' looks cut off: "
-                       r"its last line has 6 of 7 fields"):
+                       r"its last row has 6 of 7 fields and no line break"):
         read_table(cut, name="--data")
+    cut.write_text(text[: text.rindex(",") - 3] + "\n")  # cut, then ended
+    with pytest.raises(ValueError, match=r"looks cut off: its last row has 6 of 7 "
+                       "fields; copy"):
+        read_table(cut, name="--data")
+    quoted = tmp_path / "quoted.csv"  # a last field of two lines is not judged
+    quoted.write_text('a,b,c\n1,2,"one\ntwo"\n')
+    assert read_table(quoted)["c"].tolist() == ["one\ntwo"]
 
 
 def test_feature_columns_must_be_a_list_not_one_name():
@@ -78,6 +86,23 @@ def test_feature_columns_must_be_a_list_not_one_name():
                            "column; got 'f_sim'"):
             call("f_sim")
         call(["f_sim"])  # the same column as a list is taken
+
+
+def test_numeric_columns_named_like_ids_are_features_with_a_warning():
+    frame = user_frame().assign(row_id=range(12), QueryId=range(12), valid=1.0)
+    with pytest.warns(UserWarning, match=r"the column\(s\) \['row_id', 'QueryId'\] "
+                      "look like IDs but are taken as features"):
+        data = load_user_data(frame, scenario_column="ad_type", label_column="y")
+    assert data.schema.feature_columns == ("f_sim", "f_count", "f_flag", "row_id",
+                                           "QueryId", "valid")
+    # Named features, and a table refused for another reason, get no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_user_data(frame, scenario_column="ad_type", label_column="y",
+                       feature_columns=["f_sim", "row_id"])
+        with pytest.raises(ValueError, match="label column 'y'"):
+            load_user_data(frame.assign(y=2.0), scenario_column="ad_type",
+                           label_column="y")
 
 
 def test_scenario_names_that_differ_only_in_case_or_spaces_are_warned_of():
