@@ -75,7 +75,7 @@ PROG = "python -m autotask_lib"
 # What a user can get wrong; each is reported in one line, with exit status 2.
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError,
                NotADirectoryError, IsADirectoryError, PermissionError,
-               FloatingPointError)
+               FloatingPointError, MemoryError)
 
 
 # ---------------------------------------------------------------------------
@@ -308,7 +308,8 @@ def _say(*args) -> None:
 
 def _read_training_tables(args) -> tuple[DataSchema, list, pd.DataFrame]:
     """Read and validate --data and --stage1-data; fit the schema on both."""
-    data = read_table(args.data, name="--data")
+    data = read_table(args.data, name="--data",
+                      text_columns=[args.scenario_col])
     if args.feature_cols is not None:
         features = parse_feature_columns(args.feature_cols)
         _refuse_split_names(features, data)
@@ -323,7 +324,8 @@ def _read_training_tables(args) -> tuple[DataSchema, list, pd.DataFrame]:
     if args.stage1_data is not None:
         if args.stage1_label_col is None:
             raise ValueError("--stage1-data needs --stage1-label-col; got none")
-        first = read_table(args.stage1_data, name="--stage1-data")
+        first = read_table(args.stage1_data, name="--stage1-data",
+                           text_columns=[args.scenario_col])
         validate_frame(first, label_column=args.stage1_label_col,
                        name="--stage1-data", **columns)
         stages[0] = (first, args.stage1_label_col)
@@ -333,6 +335,16 @@ def _read_training_tables(args) -> tuple[DataSchema, list, pd.DataFrame]:
     if args.feature_cols is None:
         warn_of_id_features(features)
     return schema, stages, data
+
+
+def _out_of_memory(err: BaseException, what: str, advice: str) -> BaseException:
+    """A one-line error for an allocation that failed; any other error as it is."""
+    if not isinstance(err, MemoryError) and "allocate" not in str(err):
+        return err
+    asked = re.search(r"allocate (?:memory: you tried to allocate )?(\d+) bytes",
+                      str(err))
+    size = f" (an allocation of {int(asked[1]):,} bytes failed)" if asked else ""
+    return MemoryError(f"{what}{size}; {advice}")
 
 
 def _refuse_split_names(features: list[str], data: pd.DataFrame) -> None:
@@ -357,7 +369,8 @@ def run_train(args) -> int:
     _probe_out_folder(Path(args.out))
     eval_frame = None
     if args.eval_data is not None:
-        eval_frame = read_table(args.eval_data, name="--eval-data")
+        eval_frame = read_table(args.eval_data, name="--eval-data",
+                                text_columns=[args.scenario_col])
     elif args.eval_label_col is not None:
         raise ValueError("--eval-label-col needs --eval-data; got none")
     schema, stages, data = _read_training_tables(args)
@@ -382,14 +395,10 @@ def run_train(args) -> int:
         try:
             model = AutoTask(cfg)
         except (RuntimeError, MemoryError) as err:
-            if not isinstance(err, MemoryError) and "allocate" not in str(err):
-                raise
-            raise ValueError(
-                f"the model does not fit in memory: --e1 {cfg.e1} with "
-                f"d={cfg.d} makes each row token e2 = d * e1 = {cfg.e2:,} wide "
-                f"({err.__class__.__name__}: {str(err)[:120]}); choose a "
-                "smaller --e1"
-            ) from None
+            raise _out_of_memory(
+                err, f"the model does not fit in memory: --e1 {cfg.e1} with "
+                f"d={cfg.d} makes each row token e2 = d * e1 = {cfg.e2:,} wide",
+                "choose a smaller --e1") from None
         shown = ", ".join(schema.feature_columns[:6]) + (
             ", ..." if len(schema.feature_columns) > 6 else "")
         _say(f"features: {len(schema.feature_columns)} columns ({shown})")
@@ -410,8 +419,17 @@ def run_train(args) -> int:
         # shard. A table larger than one process's memory needs a reader of
         # row groups and a schema reduced across processes.
         shards = [distributed.shard_tensors(s, seed=args.seed) for s in splits]
-        history = train_two_stage(model, *shards, train_cfg, args.seed,
-                                  progress=not args.quiet)
+        try:
+            history = train_two_stage(model, *shards, train_cfg, args.seed,
+                                      progress=not args.quiet)
+        except (RuntimeError, MemoryError) as err:
+            raise _out_of_memory(
+                err, f"training ran out of memory: the model's "
+                f"{count_parameters(model):,} parameters need about four times "
+                "their size (weights, gradients and the optimiser's two "
+                "moments), plus the activations of a batch of "
+                f"{args.batch_size:,} rows", "choose a smaller --e1 or "
+                "--batch-size, or fewer features") from None
         if distributed.get_rank() == 0:
             try:
                 folder = save_model(model, args.out, schema=schema,
@@ -516,7 +534,8 @@ def run_score(args) -> int:
     saved = load_model(args.model)
     schema = with_columns(saved.schema, scenario_column=args.scenario_col,
                           query_column=args.query_col, no_query=args.no_query)
-    frame = read_table(args.data, name="--data")
+    frame = read_table(args.data, name="--data",
+                       text_columns=[schema.scenario_column])
     split = to_tensors(frame, schema, label_column=args.label_col, name="--data")
     keep = [schema.scenario_column]
     if schema.query_column is not None:
@@ -591,9 +610,14 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return BROKEN_PIPE_STATUS
-    except USER_ERRORS as err:
+    except (*USER_ERRORS, OSError) as err:
         # Every process meets the same bad input; one line from rank 0 suffices.
+        # An operating system error (a name too long, a full disk) is the
+        # machine's answer about a path the user gave: shown as one line too.
         if distributed.env_rank() == 0:
-            message = " ".join(str(err).split()) or type(err).__name__
+            message = str(err)
+            if isinstance(err, OSError) and err.strerror and err.filename:
+                message = f"{err.strerror}: {str(err.filename)!r}"
+            message = " ".join(message.split()) or type(err).__name__
             print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return 2

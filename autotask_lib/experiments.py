@@ -137,13 +137,28 @@ def artifacts_dir(profile: Profile | str) -> Path:
     Raises
     ------
     ValueError
-        If a file stands where the cache needs a folder: the root, the
-        profile's folder or one of its folders (``data``, ``locks``, ``runs``,
-        ``experiments``, ``tables``).
+        If ``profile`` names no profile, or a file stands where the cache
+        needs a folder: the root, the profile's folder or one of its folders
+        (``data``, ``locks``, ``runs``, ``experiments``, ``tables``), or a
+        symbolic link there leads nowhere.
     """
-    name = profile if isinstance(profile, str) else profile.name
+    if isinstance(profile, str):
+        profile = get_profile(profile)  # an unknown name is an error
+    elif not isinstance(profile, Profile):
+        raise TypeError("profile must be a Profile or a profile's name; got "
+                        f"{type(profile).__name__}")
+    name = profile.name
     root = Path(os.environ.get("AUTOTASK_ARTIFACTS") or repo_root() / "artifacts")
     folder = root / name
+    for path in (*reversed(root.parents), root, folder,
+                 *(folder / sub for sub in _CACHE_FOLDERS)):
+        if path.is_symlink() and not path.exists():
+            raise ValueError(
+                f"the artifacts cache needs a folder at {str(path)!r}, but a "
+                f"symbolic link there (to {os.readlink(path)!r}) leads nowhere: "
+                "its target is missing or the links form a loop; fix or remove "
+                "the link, or set AUTOTASK_ARTIFACTS to a folder"
+            )
     above = next((p for p in root.parents if p.exists()), None)
     for path in (above, root, folder, *(folder / sub for sub in _CACHE_FOLDERS)):
         if path is not None and path.exists() and not path.is_dir():
@@ -615,6 +630,13 @@ def training_workers() -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(
             f"{WORKERS_ENV} must be a positive integer; got {raw!r}"
+        )
+    if int(raw) > _usable_cpus():
+        warnings.warn(
+            f"{WORKERS_ENV}={raw} is more than the {_usable_cpus()} usable "
+            "core(s): the workers share the cores, one thread each, which is "
+            "slower than one worker per core (the results are the same)",
+            UserWarning, stacklevel=2,
         )
     return int(raw)
 

@@ -512,6 +512,15 @@ def summarise(results: pd.DataFrame, by=("model", "scenario", "metric"), *,
     rows = []
     for key, g in results.groupby(list(by), sort=False, observed=True):
         key = key if isinstance(key, tuple) else (key,)
+        dropped = int(g["value"].isna().sum())
+        if 0 < dropped < len(g):
+            # The seeds score the same test rows, so a metric undefined there
+            # is undefined for all of them; NaN for only some is unusual.
+            warnings.warn(
+                f"{dropped} of {len(g)} values of {dict(zip(by, key))} are NaN "
+                "and left out of its mean and interval", RuntimeWarning,
+                stacklevel=2,
+            )
         mean, lo, hi = mean_interval(g["value"], confidence)
         half_seeds = (hi - mean) if not np.isnan(lo) else np.nan
         half_rows = z * spread.get(key, np.nan)

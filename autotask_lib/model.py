@@ -719,4 +719,6 @@ class AutoTask(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters of ``model``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from tqdm import tqdm
 
 from .data import TaskTensors, group_blocks
 from .model import AutoTask, AutoTaskConfig
-from .train import TrainConfig, score_blocks
+from .train import TrainConfig, check_seed, score_blocks
 from .userdata import DataSchema, read_table, to_tensors
 
 FORMAT = "autotask-saved-model"  # marks a folder as a saved model
@@ -79,8 +80,9 @@ class SavedModel:
         -------
         float32 ndarray of shape (n,)
         """
-        frame = read_table(source)
-        split = to_tensors(frame, schema or self.schema)
+        schema = schema or self.schema
+        frame = read_table(source, text_columns=[schema.scenario_column])
+        split = to_tensors(frame, schema)
         return score_tensors(self.model, split, progress=progress)
 
 
@@ -104,9 +106,27 @@ def score_tensors(
     Returns
     -------
     float32 ndarray of shape (n,)
+
+    Raises
+    ------
+    FloatingPointError
+        If a score is NaN, naming the scenarios: the model's weights hold NaN,
+        or features lie so far outside the training range that the model's
+        arithmetic overflows.
     """
     blocks = group_blocks(split.query_id, model.cfg.block_len)  # (b', t)
-    return score_blocks(model, split.x, blocks, batch_blocks, progress=progress)
+    prob = score_blocks(model, split.x, blocks, batch_blocks, progress=progress)
+    bad = np.isnan(prob)
+    if bad.any():
+        where = pd.Series(np.asarray(split.scenario)[bad]).value_counts()
+        raise FloatingPointError(
+            f"the model gave {int(bad.sum()):,} NaN score(s) of {len(prob):,}, "
+            f"in the scenario(s) {', '.join(map(str, where.index[:5]))}"
+            f"{', ...' if len(where) > 5 else ''}: its weights hold NaN, or "
+            "features lie so far outside the training range that its "
+            "arithmetic overflows"
+        )
+    return prob
 
 
 # ---------------------------------------------------------------------------
@@ -143,6 +163,12 @@ def check_save_target(folder: str | os.PathLike) -> Path:
         with other files beside it.
     """
     folder = Path(folder)
+    if folder.is_symlink():
+        raise FileExistsError(
+            f"{str(folder)!r} is a symbolic link (to {os.readlink(folder)!r}); "
+            "saving would replace the link with a folder, so name the folder "
+            "itself or a new path"
+        )
     if folder.is_dir():
         if any(folder.iterdir()) and not _is_model_folder(folder):
             raise FileExistsError(
@@ -183,7 +209,14 @@ def _swap_into_place(tmp: Path, folder: Path) -> None:
     except BaseException:
         os.rename(old, folder)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        shutil.rmtree(old)
+    except OSError as err:
+        warnings.warn(
+            f"the model that {str(folder)!r} held before could not be deleted "
+            f"({err.strerror or err}) and is left at {str(old)!r}",
+            UserWarning, stacklevel=3,
+        )
 
 
 def save_model(
@@ -213,11 +246,16 @@ def save_model(
     Raises
     ------
     TypeError
-        If ``model`` is not an AutoTask or ``schema`` not a DataSchema.
+        If ``model`` is not an AutoTask, ``schema`` not a DataSchema or
+        ``history`` not a DataFrame.
     ValueError
-        If the model's size does not fit the schema.
+        If the model's size does not fit the schema, its weights hold NaN or
+        infinite values, or ``seed`` is not an integer in [0, 2**32 - 1].
     FileExistsError
-        If ``folder`` is a file or a folder that is not a saved model.
+        If ``folder`` is a file, a symbolic link or a folder that is not a
+        saved model.
+    OSError
+        If writing fails (the folder is left as it was).
     """
     if not isinstance(model, AutoTask):
         raise TypeError(f"model must be an AutoTask; got {type(model).__name__}")
@@ -227,6 +265,19 @@ def save_model(
         raise ValueError(
             f"the model (d={model.cfg.d}, num_tasks={model.cfg.num_tasks}) does "
             f"not fit the schema (d={schema.d}, num_tasks={schema.num_tasks})"
+        )
+    if seed is not None:
+        seed = check_seed(seed)
+    if history is not None and not isinstance(history, pd.DataFrame):
+        raise TypeError("history must be a DataFrame (what train_two_stage "
+                        f"returns) or None; got {type(history).__name__}")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    broken = next((k for k, v in state.items()
+                   if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:
+        raise ValueError(
+            f"the model's weights hold NaN or infinite values (in {broken!r}), "
+            "so it cannot score; it was not saved (did training diverge?)"
         )
     folder = check_save_target(folder)
     meta = {
@@ -238,12 +289,16 @@ def save_model(
         "versions": {"torch": torch.__version__, "numpy": np.__version__,
                      "pandas": pd.__version__},
     }
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
     try:
-        save_file(state, str(tmp / WEIGHTS))
+        try:
+            save_file(state, str(tmp / WEIGHTS))
+        except SafetensorError as err:  # a full disk, a file size limit
+            raise OSError(
+                f"the model could not be saved to {str(folder)!r}: "
+                f"{' '.join(str(err).split())}") from None
         (tmp / DATA).write_text(json.dumps(schema.to_dict(), indent=2))
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2))
         (tmp / CHECKSUMS).write_text(json.dumps(

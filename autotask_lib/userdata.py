@@ -133,7 +133,8 @@ def _check_unique_columns(columns: Sequence, name: str) -> None:
         )
 
 
-def read_table(source, *, name: str = "data") -> pd.DataFrame:
+def read_table(source, *, name: str = "data",
+               text_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Read a parquet or CSV file, or check a DataFrame, as a user table.
 
     Parameters
@@ -144,6 +145,10 @@ def read_table(source, *, name: str = "data") -> pd.DataFrame:
     name : str
         What to call the table in error messages (for example the command
         line option that named it).
+    text_columns : sequence of str
+        Columns of a CSV file to read as text, such as the scenario column:
+        codes '01', '1' and '1.0' then stay three names instead of becoming
+        the number 1.
 
     Returns
     -------
@@ -179,7 +184,9 @@ def read_table(source, *, name: str = "data") -> pd.DataFrame:
             header = (_csv_header(path) if kind == "csv"
                       else pq.read_schema(path).names)
             _check_unique_columns(header, name)
-            frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+            frame = (pd.read_csv(path, dtype={c: str for c in text_columns
+                                              if c in header})
+                     if kind == "csv" else pd.read_parquet(path))
         except (ValueError, OSError, EOFError) as err:  # EOF: a cut-off .gz
             if isinstance(err, _DuplicateColumns):
                 raise
@@ -241,6 +248,7 @@ def _refuse_mostly_numeric(series: pd.Series, column) -> None:
     parsed = pd.to_numeric(series, errors="coerce")
     bad = (series.notna() & parsed.isna()).to_numpy()
     if bad.sum() >= parsed.notna().sum():
+        _refuse_decimal_commas(series, column)
         return  # a text column
     if not bad.any():
         raise ValueError(
@@ -253,6 +261,22 @@ def _refuse_mostly_numeric(series: pd.Series, column) -> None:
         f"are not, such as {series.iloc[row]!r} at row {row}; fix those "
         "values, or name the features explicitly to leave the column out"
     )
+
+
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+(,\d+)+\s*$")
+
+
+def _refuse_decimal_commas(series: pd.Series, column) -> None:
+    # Numbers written as "0,4372" read as text and would drop out of the
+    # default features without a word.
+    texts = series.dropna().astype(str).head(1000)
+    if len(texts) and texts.str.match(_DECIMAL_COMMA).mean() > 0.5:
+        raise ValueError(
+            f"column {column!r} holds numbers written with commas, such as "
+            f"{texts.iloc[0]!r}, which are read as text; write them with "
+            "decimal points and no thousands separators, or name the features "
+            "explicitly to leave the column out"
+        )
 
 
 def select_feature_columns(
@@ -299,9 +323,11 @@ def select_feature_columns(
     return [str(c) for c in features]
 
 
-# Names such as id, row_id, query-ID, QueryId or ID_1: an identifier, which
-# a model should not learn from.
-_ID_NAME = re.compile(r"(^|[_\s.-])(id|ID|Id)([_\s.-]\w*)?$|[a-z](Id|ID)$")
+# Names such as id, row_id, query-ID, QueryId, ID_1, qid or session: an
+# identifier, which a model should not learn from.
+_ID_NAME = re.compile(
+    r"(^|[_\s.-])(id|ID|Id)([_\s.-]\w*)?$|[a-z](Id|ID)$"
+    r"|(?i:(^|[_\s.-])(qid|sid|uid|uuid|guid|session)$)")
 
 
 def warn_of_id_features(features: Sequence[str]) -> None:
@@ -324,9 +350,18 @@ def _column_list(feature_columns) -> list:
     """``feature_columns`` as a list, refusing one name given as a string."""
     if isinstance(feature_columns, (str, bytes)) or not isinstance(
             feature_columns, Iterable):
+        example = ([feature_columns] if isinstance(feature_columns, str)
+                   else ["sim_brand"])
         raise TypeError(
             "feature_columns must be a list of column names, such as "
-            f"['sim_brand'] for one column; got {feature_columns!r}"
+            f"{example} for one column; got {feature_columns!r}"
+        )
+    if isinstance(feature_columns, (set, frozenset, dict)):
+        raise TypeError(
+            "feature_columns must be a list or tuple: the order of the features "
+            f"fixes the model's inputs, and a {type(feature_columns).__name__} "
+            "has no order that stays the same from one process to the next; "
+            f"got {feature_columns!r}"
         )
     feature_columns = list(feature_columns)
     if not feature_columns:
@@ -654,10 +689,18 @@ def fit_schema(
     counts = pd.Series(names).value_counts()
     _refuse_id_like_scenarios(counts, scenario_column)
     _warn_of_near_twins(counts.index, scenario_column)
+    standardizer = Standardizer.fit(values, names=features)
+    if len(values) > 1 and not standardizer.std.any():
+        warnings.warn(
+            f"every feature column is constant in the training rows "
+            f"({_short_list(features)}), so the model can learn only from the "
+            "scenario and the order of rows within a query; check the feature "
+            "columns", UserWarning, stacklevel=2,
+        )
     return DataSchema(
         feature_columns=tuple(features), scenario_column=scenario_column,
         query_column=query_column, task_ids=scenario_task_ids(names),
-        standardizer=Standardizer.fit(values, names=features),
+        standardizer=standardizer,
     )
 
 
@@ -673,6 +716,11 @@ def block_groups(frame: pd.DataFrame, schema: DataSchema) -> np.ndarray:
     keys = frame[[schema.scenario_column, schema.query_column]]
     return keys.groupby(list(keys.columns), sort=False, observed=True,
                         dropna=False).ngroup().to_numpy(dtype=np.int64)
+
+
+# A standardised feature beyond this many standard deviations is far outside
+# anything training saw (a training column of n rows stays within sqrt(n)).
+FAR_FROM_TRAINING = 1000
 
 
 def to_tensors(
@@ -704,6 +752,9 @@ def to_tensors(
     ValueError
         As :func:`validate_frame`.
     """
+    if not isinstance(schema, DataSchema):
+        raise TypeError("schema must be a DataSchema (fit_schema makes one); got "
+                        f"{type(schema).__name__}")
     features = list(schema.feature_columns)
     validate_frame(frame, scenario_column=schema.scenario_column,
                    feature_columns=features, label_column=label_column,
@@ -726,6 +777,19 @@ def to_tensors(
             f"feature column {features[col]!r} of {name} holds a value too large "
             f"to score at row {row} ({frame[features[col]].iloc[row]!r}): "
             "standardised with the training statistics it overflows float32"
+        )
+    far = split.x[:, : len(features)].abs() > FAR_FROM_TRAINING
+    if far.any():
+        rows, cols = far.nonzero(as_tuple=True)
+        col = int(cols[0])
+        warnings.warn(
+            f"{name} holds {int(far.any(dim=1).sum()):,} row(s) with a feature "
+            f"more than {FAR_FROM_TRAINING:,} training standard deviations from "
+            f"the training mean, such as "
+            f"{float(frame[features[col]].iloc[int(rows[0])]):.6g} in column "
+            f"{features[col]!r} at row {int(rows[0])}; the model has "
+            "never seen such values, so their scores say little (check the "
+            "column's units)", UserWarning, stacklevel=2,
         )
     target = split.target if label_column is not None else torch.full(
         (len(frame),), float("nan"))
@@ -793,7 +857,10 @@ def load_user_data(
     >>> test = load_user_data("test.csv", scenario_column="scenario",
     ...                       schema=train.schema)  # doctest: +SKIP
     """
-    frame = read_table(source, name=name)
+    if schema is not None and not isinstance(schema, DataSchema):
+        raise TypeError("schema must be a DataSchema (a saved model's, or "
+                        f"fit_schema's) or None; got {type(schema).__name__}")
+    frame = read_table(source, name=name, text_columns=[scenario_column])
     if schema is None:
         if label_column is None:
             raise ValueError("label_column is required to fit a schema; got None")

@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_out(out: Path) -> None:
     # A new folder or an empty one; a data set there is checked by save().
+    if out.is_symlink() and not out.exists():
+        raise FileExistsError(
+            f"--out {str(out)!r} is a symbolic link (to {os.readlink(out)!r}) "
+            "that leads nowhere; give a folder, or remove the link")
+    if out.is_dir() and not any(out.iterdir()) and not os.access(out, os.W_OK):
+        raise PermissionError(f"--out folder {str(out)!r} is empty but "
+                              "write-protected; make it writable or choose "
+                              "another folder")
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "data_card.json").exists():
@@ -123,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         folder = save(data, args.out)
     except OSError as err:
         # Past the checks above, the only files touched are under --out.
-        if err.filename is None or not err.strerror:
+        if err.errno is None:  # this package's own message
             parser.exit(2, f"{parser.prog}: error: {err}\n")
+        if err.filename is None:
+            reason = err.strerror or " ".join(str(err).split())
+            parser.exit(2, f"{parser.prog}: error: --out {args.out!r} could not "
+                        f"be written or read: {reason}\n")
         parser.exit(2, f"{parser.prog}: error: --out {args.out!r} could not be "
                     f"written or read: {err.strerror} ({str(err.filename)!r})\n")
     except (ValueError, TypeError) as err:

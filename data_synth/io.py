@@ -169,9 +169,12 @@ def save(data: SyntheticData, out: str | os.PathLike) -> Path:
     Raises
     ------
     FileExistsError
-        If ``out`` exists and holds something other than this same data set.
+        If ``out`` exists and holds something other than this same data set,
+        or is a symbolic link to anything else or to nowhere.
     NotADirectoryError
         If ``out`` is a file.
+    PermissionError
+        If ``out`` is an empty folder that is write-protected.
     ValueError
         If a split is missing, or holds a non-finite feature or a label
         outside [0, 1] (a data set that every later step would refuse).
@@ -181,6 +184,10 @@ def save(data: SyntheticData, out: str | os.PathLike) -> Path:
     _check_splits(data)
     out = Path(out)
     data.fingerprint = fingerprint_frames(data.splits)
+    if out.is_symlink() and not out.exists():
+        raise FileExistsError(
+            f"out {str(out)!r} is a symbolic link (to {os.readlink(out)!r}) that "
+            "leads nowhere; give a folder, or remove the link")
     if out.exists():
         if not out.is_dir():
             raise NotADirectoryError(
@@ -195,6 +202,14 @@ def save(data: SyntheticData, out: str | os.PathLike) -> Path:
                 f"out folder {str(out)!r} already holds other files; choose an "
                 "empty or new folder"
             )
+        if out.is_symlink():
+            raise FileExistsError(
+                f"out {str(out)!r} is a symbolic link (to {os.readlink(out)!r}); "
+                "writing would replace the link, so give the folder itself")
+        if not os.access(out, os.W_OK):
+            raise PermissionError(
+                f"out folder {str(out)!r} is empty but write-protected; make it "
+                "writable or choose another folder")
         out.rmdir()  # empty: replaced by the complete data set below
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out.parent)
@@ -205,6 +220,9 @@ def save(data: SyntheticData, out: str | os.PathLike) -> Path:
             frame.to_parquet(tmp / f"{split}.parquet", index=False)
         (tmp / "data_card.json").write_text(json.dumps(data_card(data), indent=2))
         np.save(tmp / "relevance_weights.npy", data.weights)
+        mask = os.umask(0)
+        os.umask(mask)
+        tmp.chmod(0o777 & ~mask)  # mkdtemp makes a private folder
         try:
             os.replace(tmp, out)
         except OSError:

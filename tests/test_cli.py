@@ -737,3 +737,151 @@ def test_saved_statistics_must_be_finite():
     d["standardizer"] = {"mean": [0.0], "std": [-1.0]}
     with pytest.raises(ValueError, match="no negative spread"):
         DataSchema.from_dict(d)
+
+
+def test_running_out_of_memory_in_training_is_one_line(trained, tmp_path, capsys,
+                                                       monkeypatch):
+    folder, _ = trained
+
+    def refuse(*args, **kwargs):  # what the allocator says in backward()
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 414720000 bytes. Error code 12")
+
+    monkeypatch.setattr("autotask_lib.cli.train_two_stage", refuse)
+    code = main(["train", "--data", str(folder / "train.csv"), *COMMON,
+                 "--label-col", "llm_label", "--out", str(tmp_path / "m"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "error: training ran out of memory" in err
+    assert "(an allocation of 414,720,000 bytes failed)" in err
+    assert "choose a smaller --e1 or --batch-size" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_path_the_system_refuses_is_one_line(trained, tmp_path, capsys):
+    folder, _ = trained
+    long = tmp_path / ("a" * 300)
+    code = main(["train", "--data", str(folder / "train.csv"), *COMMON,
+                 "--label-col", "llm_label", "--out", str(long), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "error: File name too long: " in err
+    code = main(["score", "--model", str(folder / "model"), "--data",
+                 str(folder / "test.csv"), "--out", f"{long}.csv", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: File name too long: " in err
+
+
+def test_a_failed_write_of_the_weights_is_one_line_and_keeps_the_old_model(
+        trained, tmp_path, capsys, monkeypatch):
+    from safetensors import SafetensorError
+    folder, _ = trained
+    shutil.copytree(folder / "model", tmp_path / "m")
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: File too large")
+
+    monkeypatch.setattr(saved_module, "save_file", full_disk)
+    code = main(["train", "--data", str(folder / "train.csv"), *COMMON,
+                 "--label-col", "llm_label", "--epochs", "1", "--batch-size",
+                 "64", "--out", str(tmp_path / "m"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"the model could not be saved to {str(tmp_path / 'm')!r}" in err
+    assert "File too large" in err
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_a_symbolic_link_as_out_is_refused_before_training(trained, tmp_path,
+                                                           capsys):
+    folder, _ = trained
+    (tmp_path / "nowhere").symlink_to(tmp_path / "missing")
+    (tmp_path / "current").symlink_to(folder / "model")
+    for link in ("nowhere", "current"):
+        code = main(["train", "--data", str(folder / "train.csv"), *COMMON,
+                     "--label-col", "llm_label", "--out", str(tmp_path / link),
+                     "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and "is a symbolic link" in err, err
+        assert "name the folder itself or a new path" in err
+        assert (tmp_path / link).is_symlink()
+
+
+def test_scores_far_outside_training_warn_and_nan_scores_write_nothing(
+        trained, tmp_path, capsys):
+    folder, _ = trained
+    test = pd.read_csv(folder / "test.csv")
+    far = test.assign(sim_brand=test["sim_brand"] * 1e4)
+    far.to_csv(tmp_path / "far.csv", index=False)
+    code = main(["score", "--model", str(folder / "model"), "--data",
+                 str(tmp_path / "far.csv"), "--out", str(tmp_path / "s.csv"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert ("more than 1,000 training standard deviations from the training "
+            "mean") in err and "in column 'sim_brand'" in err
+    huge = test.assign(sim_brand=test["sim_brand"] * 1e30)
+    huge.to_csv(tmp_path / "huge.csv", index=False)
+    code = main(["score", "--model", str(folder / "model"), "--data",
+                 str(tmp_path / "huge.csv"), "--out", str(tmp_path / "h.csv"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "NaN score(s)" in err, err
+    assert not (tmp_path / "h.csv").exists()
+
+
+def test_no_query_scores_a_table_without_the_query_column(trained, tmp_path):
+    folder, _ = trained
+    test = pd.read_csv(folder / "test.csv")
+    test.drop(columns=["query_id"]).to_csv(tmp_path / "noq.csv", index=False)
+    assert main(["score", "--model", str(folder / "model"), "--data",
+                 str(tmp_path / "noq.csv"), "--out", str(tmp_path / "s.csv"),
+                 "--no-query", "--quiet"]) == 0
+    scores = pd.read_csv(tmp_path / "s.csv")
+    assert list(scores.columns) == ["scenario", "score"] and len(scores) == len(test)
+
+
+def test_scenario_codes_in_a_csv_stay_distinct(trained, tmp_path, capsys):
+    folder, _ = trained
+    table = pd.read_csv(folder / "train.csv")
+    names = sorted(table["scenario"].unique())
+    codes = dict(zip(names, ["01", "1", "1.0", *map(str, range(2, len(names)))]))
+    table.assign(scenario=table["scenario"].map(codes)).to_csv(
+        tmp_path / "codes.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "codes.csv"), *COMMON,
+                 "--label-col", "llm_label", "--epochs", "1", "--batch-size", "64",
+                 "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    assert f"scenarios: {len(names)} in training" in capsys.readouterr().out
+    assert {"01", "1", "1.0"} <= set(load_model(tmp_path / "m").schema.task_ids)
+
+
+def test_save_refuses_nan_weights_and_arguments_of_the_wrong_type(tiny_data,
+                                                                  tmp_path):
+    model, schema = _small_model(tiny_data)
+    with pytest.raises(TypeError, match="history must be a DataFrame"):
+        save_model(model, tmp_path / "m", schema=schema, history=[1, 2])
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        save_model(model, tmp_path / "m", schema=schema, seed="x")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match="weights hold NaN or infinite values"):
+        save_model(model, tmp_path / "m", schema=schema)
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_replaced_model_that_cannot_be_deleted_is_named(tiny_data, tmp_path,
+                                                          monkeypatch):
+    model, schema = _small_model(tiny_data)
+    save_model(model, tmp_path / "m", schema=schema, seed=1)
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(saved_module.shutil, "rmtree", refuse)
+    with pytest.warns(UserWarning, match=r"the model that '.*m' held before could "
+                      r"not be deleted \(Permission denied\) and is left at"):
+        save_model(model, tmp_path / "m", schema=schema, seed=2)
+    assert load_model(tmp_path / "m").seed == 2

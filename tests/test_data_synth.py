@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -558,3 +559,47 @@ def test_cli_needs_an_out_folder(capsys):
         cli_main(["--profile", "smoke"])
     assert err.value.code == 2
     assert "--out is required" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_link_to_nowhere_and_a_write_protected_folder(
+        tmp_path, capsys, monkeypatch):
+    (tmp_path / "link").symlink_to(tmp_path / "missing")
+    with pytest.raises(SystemExit) as err:
+        cli_main(["--profile", "smoke", "--quiet", "--out", str(tmp_path / "link")])
+    assert err.value.code == 2
+    assert "is a symbolic link (to " in capsys.readouterr().err
+    assert (tmp_path / "link").is_symlink()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    # Root may write anywhere; the check asks the system as a user would.
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked)
+    with pytest.raises(SystemExit) as err:
+        cli_main(["--profile", "smoke", "--quiet", "--out", str(locked)])
+    assert err.value.code == 2
+    assert "is empty but write-protected" in capsys.readouterr().err
+    assert locked.is_dir() and not any(locked.iterdir())
+
+
+def test_a_written_data_set_folder_has_the_usual_permissions(tmp_path):
+    data = ds.generate(ds.config_for_profile("smoke", sizes={
+        "teacher_train": 20, "llm_train": 20, "calibration": 20, "test": 20}), 0)
+    folder = ds.save(data, tmp_path / "d")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert oct(folder.stat().st_mode & 0o777) == oct(0o777 & ~mask)
+
+
+def test_cli_names_out_when_the_disk_refuses_a_write(tmp_path, capsys,
+                                                     monkeypatch):
+    def refuse(data, out):
+        raise OSError(27, "Error writing bytes to file. File too large")
+
+    monkeypatch.setattr("data_synth.__main__.save", refuse)
+    with pytest.raises(SystemExit) as err:
+        cli_main(["--profile", "smoke", "--rows", "teacher_train=20",
+                  "--rows", "llm_train=20", "--rows", "calibration=20",
+                  "--rows", "test=20", "--quiet", "--out", str(tmp_path / "d")])
+    assert err.value.code == 2
+    assert re.search(r"error: --out '.*d' could not be written or read: Error "
+                     "writing bytes to file. File too large$",
+                     capsys.readouterr().err.strip())

@@ -95,6 +95,7 @@ def test_score_blocks_refuses_a_bad_batch(tiny_data):
 
 
 def test_workers_and_threads_follow_the_environment(monkeypatch):
+    monkeypatch.setattr(ex, "_usable_cpus", lambda: 4)  # 3 workers fit
     monkeypatch.setenv("AUTOTASK_WORKERS", "1")
     assert training_workers() == 1
     assert training_threads() == ex._usable_cpus()

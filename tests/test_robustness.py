@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from autotask_lib import (AutoTask, AutoTaskConfig, MultiTaskDNN, Standardizer,
                           predict_baseline, prepare, soft_bce_with_logits)
 from autotask_lib.calibration import prob_to_logit
 from autotask_lib.metrics import (bootstrap_scenario_metrics, mean_interval,
-                                  scenario_metrics)
+                                  scenario_metrics, summarise)
 from autotask_lib.serving import OnnxScorer, export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -581,3 +582,61 @@ def test_an_unwritable_data_cache_is_named(monkeypatch):
         load_data(prof)
     data = artifacts_dir(prof) / "data"
     assert not data.exists() or not any(data.iterdir())
+
+
+@pytest.mark.parametrize("link", ["dangling", "loop"])
+def test_an_artifacts_link_that_leads_nowhere_is_named(tmp_path, monkeypatch,
+                                                       link):
+    from autotask_lib.experiments import artifacts_dir
+    if link == "dangling":
+        (tmp_path / "cache").symlink_to(tmp_path / "missing")
+    else:
+        (tmp_path / "cache").symlink_to(tmp_path / "other")
+        (tmp_path / "other").symlink_to(tmp_path / "cache")
+    monkeypatch.setenv("AUTOTASK_ARTIFACTS", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="a symbolic link there .* leads nowhere"):
+        artifacts_dir("smoke")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_unknown_profile_names_are_refused_by_the_cache_helpers():
+    from autotask_lib.experiments import artifacts_dir, cache_summary, training_log
+    for call in (lambda: cache_summary("bogus"), lambda: training_log("Smoke"),
+                 lambda: artifacts_dir("../x")):
+        with pytest.raises(ValueError, match="profile must be one of"):
+            call()
+    with pytest.raises(TypeError, match="profile must be a Profile"):
+        artifacts_dir(3)
+
+
+def test_more_workers_than_cores_are_warned_of(monkeypatch):
+    from autotask_lib import experiments as ex
+    monkeypatch.setattr(ex, "_usable_cpus", lambda: 2)
+    monkeypatch.setenv("AUTOTASK_WORKERS", "6")
+    with pytest.warns(UserWarning, match="AUTOTASK_WORKERS=6 is more than the 2"):
+        assert ex.training_workers() == 6
+    monkeypatch.setenv("AUTOTASK_WORKERS", "2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ex.training_workers() == 2
+
+
+def test_a_seed_whose_value_is_nan_is_warned_of_in_a_summary():
+    results = pd.DataFrame({"model": "m", "scenario": "s", "metric": "roc_auc",
+                            "seed": [0, 1, 2, 3],
+                            "value": [0.7, np.nan, 0.72, 0.71]})
+    with pytest.warns(RuntimeWarning, match="1 of 4 values of .* are NaN"):
+        table = summarise(results)
+    assert table["n_seeds"].tolist() == [3]
+    assert table["mean"].iloc[0] == pytest.approx(0.71)
+    # A metric undefined for every seed is NaN without a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert summarise(results.assign(value=np.nan))["mean"].isna().all()
+
+
+def test_count_parameters_names_what_is_not_a_model():
+    from autotask_lib import count_parameters
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module; got "
+                                        "NoneType"):
+        count_parameters(None)

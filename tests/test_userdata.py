@@ -82,19 +82,23 @@ def test_feature_columns_must_be_a_list_not_one_name():
                  lambda f: load_user_data(user_frame(), scenario_column="ad_type",
                                           label_column="y", feature_columns=f)):
         with pytest.raises(TypeError, match=r"feature_columns must be a list of "
-                           r"column names, such as \['sim_brand'\] for one "
+                           r"column names, such as \['f_sim'\] for one "
                            "column; got 'f_sim'"):
             call("f_sim")
         call(["f_sim"])  # the same column as a list is taken
 
 
 def test_numeric_columns_named_like_ids_are_features_with_a_warning():
-    frame = user_frame().assign(row_id=range(12), QueryId=range(12), valid=1.0)
-    with pytest.warns(UserWarning, match=r"the column\(s\) \['row_id', 'QueryId'\] "
-                      "look like IDs but are taken as features"):
+    frame = user_frame().assign(row_id=range(12), QueryId=range(12), valid=1.0,
+                                qid=range(12), session=range(12),
+                                session_count=range(12))
+    with pytest.warns(UserWarning, match=r"the column\(s\) \['row_id', 'QueryId', "
+                      r"'qid', 'session'\] look like IDs but are taken as "
+                      "features"):
         data = load_user_data(frame, scenario_column="ad_type", label_column="y")
     assert data.schema.feature_columns == ("f_sim", "f_count", "f_flag", "row_id",
-                                           "QueryId", "valid")
+                                           "QueryId", "valid", "qid", "session",
+                                           "session_count")
     # Named features, and a table refused for another reason, get no warning.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -413,3 +417,63 @@ def test_an_empty_split_has_the_schema_width():
     schema = fit_schema(user_frame(), **COLUMNS)
     empty = empty_tensors(schema)
     assert tuple(empty.x.shape) == (0, 4) and len(empty) == 0
+
+
+def test_numbers_written_with_decimal_commas_are_refused_not_dropped():
+    frame = user_frame()
+    frame["f_sim"] = frame["f_sim"].map(lambda v: f"{v:.4f}".replace(".", ","))
+    with pytest.raises(ValueError, match="column 'f_sim' holds numbers written "
+                       "with commas, such as '0,"):
+        load_user_data(frame, scenario_column="ad_type", label_column="y")
+    # Named features leave such a column out, as any other.
+    load_user_data(frame, scenario_column="ad_type", label_column="y",
+                   feature_columns=["f_count"])
+
+
+def test_a_set_of_feature_columns_is_refused_for_its_lack_of_order():
+    for unordered in ({"f_sim", "f_count"}, frozenset({"f_sim"}), {"f_sim": 1}):
+        with pytest.raises(TypeError, match="must be a list or tuple: the order"):
+            load_user_data(user_frame(), scenario_column="ad_type",
+                           label_column="y", feature_columns=unordered)
+    with pytest.raises(TypeError, match=r"such as \['f_sim'\] for one column"):
+        fit_schema(user_frame(), scenario_column="ad_type", feature_columns="f_sim")
+
+
+def test_constant_features_everywhere_are_warned_of():
+    frame = user_frame().assign(f_sim=0.5, f_count=3, f_flag=True)
+    with pytest.warns(UserWarning, match="every feature column is constant"):
+        fit_schema(frame, **COLUMNS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_schema(user_frame().assign(f_sim=0.5, f_count=3), **COLUMNS)
+
+
+def test_scenario_codes_read_from_csv_stay_text(tmp_path):
+    frame = user_frame(n=18).assign(
+        ad_type=np.repeat(["01", "1", "1.0", "2", "NaNa", "x"], 3))
+    frame.to_csv(tmp_path / "codes.csv", index=False)
+    data = load_user_data(tmp_path / "codes.csv", scenario_column="ad_type",
+                          label_column="y", feature_columns=["f_sim"])
+    assert sorted(data.schema.task_ids) == ["01", "1", "1.0", "2", "NaNa", "x"]
+    again = load_user_data(tmp_path / "codes.csv", scenario_column="ad_type",
+                           schema=data.schema)
+    assert (again.tensors.task_id.numpy() > 0).all()
+
+
+def test_features_far_outside_training_are_warned_of():
+    schema = fit_schema(user_frame(), **COLUMNS)
+    far = user_frame().assign(f_count=1e9)
+    with pytest.warns(UserWarning, match="12 row\\(s\\) with a feature more than "
+                      "1,000 training standard deviations"):
+        to_tensors(far, schema)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        to_tensors(user_frame(seed=3), schema)
+
+
+def test_a_schema_that_is_not_one_is_named():
+    for call in (lambda: to_tensors(user_frame(), {"feature_columns": []}),
+                 lambda: load_user_data(user_frame(), scenario_column="ad_type",
+                                        schema={"a": 1})):
+        with pytest.raises(TypeError, match="schema must be a DataSchema"):
+            call()
