@@ -46,6 +46,7 @@ from . import distributed
 from .metrics import UndefinedMetricWarning, scenario_metrics
 from .model import AutoTask, count_parameters
 from .saved import (
+    TEMP_NAME,
     check_save_target,
     load_model,
     save_model,
@@ -475,7 +476,8 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
             if (table and table["table"].lower().endswith(TABLE_SUFFIXES)
                     and entry.is_file() and owner_is_gone(entry.name)):
                 entry.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{temporary_owner()}.",
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[-TEMP_NAME:]}."
+                                   f"{temporary_owner()}.",
                                    dir=path.parent)
         os.close(fd)
         if kind == "parquet":
@@ -504,7 +506,8 @@ def _probe_out_folder(out: Path) -> None:
     try:
         if not base.is_dir():
             raise NotADirectoryError(f"{str(base)!r} is not a folder")
-        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=base))
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name[-TEMP_NAME:]}.probe-",
+                                  dir=base))
     except OSError as err:
         raise _out_error(err, out) from err
 

@@ -512,6 +512,10 @@ def summarise(results: pd.DataFrame, by=("model", "scenario", "metric"), *,
     rows = []
     for key, g in results.groupby(list(by), sort=False, observed=True):
         key = key if isinstance(key, tuple) else (key,)
+        if np.isinf(g["value"].to_numpy(dtype=np.float64)).any():
+            raise ValueError(
+                f"results hold an infinite value for {dict(zip(by, key))}; a "
+                "metric is finite or NaN (undefined)")
         dropped = int(g["value"].isna().sum())
         if 0 < dropped < len(g):
             # The seeds score the same test rows, so a metric undefined there

@@ -81,6 +81,14 @@ class SavedModel:
         float32 ndarray of shape (n,)
         """
         schema = schema or self.schema
+        if not isinstance(schema, DataSchema):
+            raise TypeError(f"schema must be a DataSchema; got {type(schema).__name__}")
+        if schema.d != self.model.cfg.d or schema.num_tasks > self.model.cfg.num_tasks:
+            raise ValueError(
+                f"the schema (d={schema.d}, num_tasks={schema.num_tasks}) does not "
+                f"fit the model (d={self.model.cfg.d}, num_tasks="
+                f"{self.model.cfg.num_tasks}); pass this model's own schema, or "
+                "with_columns(model.schema, ...) to rename its columns")
         frame = read_table(source, text_columns=[schema.scenario_column])
         split = to_tensors(frame, schema)
         return score_tensors(self.model, split, progress=progress)
@@ -190,6 +198,11 @@ def check_save_target(folder: str | os.PathLike) -> Path:
     return folder
 
 
+# How much of a name its temporary companions keep: a name of up to 255 bytes
+# is legal, and ``.<name>.saving-<random>`` must be too.
+TEMP_NAME = 120
+
+
 def umask_mode(base: int) -> int:
     """``base`` (0o777 for folders, 0o666 for files) less the process's umask."""
     mask = os.umask(0)
@@ -202,7 +215,7 @@ def _swap_into_place(tmp: Path, folder: Path) -> None:
     if not folder.exists():
         os.rename(tmp, folder)
         return
-    old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
+    old = folder.with_name(f".{folder.name[-TEMP_NAME:]}.old-{uuid.uuid4().hex[:8]}")
     os.rename(folder, old)
     try:
         os.rename(tmp, folder)
@@ -291,7 +304,8 @@ def save_model(
     }
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name[-TEMP_NAME:]}.saving-",
+                                dir=folder.parent))
     try:
         try:
             save_file(state, str(tmp / WEIGHTS))

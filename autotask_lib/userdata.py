@@ -177,6 +177,10 @@ def read_table(source, *, name: str = "data",
                 f"{name} must be a parquet or CSV file; {str(path)!r} is a folder"
             )
         kind = table_format(path, name=name)
+        if not path.is_file():
+            raise ValueError(
+                f"{name} {str(path)!r} is not a regular file (a pipe or a "
+                "device); save the table to a file first")
         if path.stat().st_size == 0:
             raise ValueError(f"{name} file {str(path)!r} is empty (0 bytes)")
         try:
@@ -196,6 +200,13 @@ def read_table(source, *, name: str = "data",
             ) from None
         if kind == "csv" and path.suffix.lower() != ".gz":
             _refuse_cut_csv(path, len(header), name)
+        if kind == "csv" and len(header) == 1:
+            sep = next((s for s in (";", "\t", "|") if s in str(header[0])), None)
+            if sep is not None:
+                raise ValueError(
+                    f"{name} file {str(path)!r} reads as one column, "
+                    f"{str(header[0])[:60]!r}...: its fields look separated by "
+                    f"{sep!r}, and a CSV file here must separate them by commas")
     else:
         raise TypeError(
             f"{name} must be a pandas DataFrame or the path of a parquet or CSV "
@@ -243,8 +254,10 @@ def _refuse_missing(values: pd.Series, role: str, column, where: str) -> None:
 def _refuse_mostly_numeric(series: pd.Series, column) -> None:
     # A text column is not a feature; but a column of numbers with a few
     # stray words is a feature the table spoiled, and is refused, not dropped.
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        return
+    if isinstance(series.dtype, pd.CategoricalDtype) or (
+            pd.api.types.is_datetime64_any_dtype(series)
+            or pd.api.types.is_timedelta64_dtype(series)):
+        return  # categories, dates and durations are not features
     parsed = pd.to_numeric(series, errors="coerce")
     bad = (series.notna() & parsed.isna()).to_numpy()
     if bad.sum() >= parsed.notna().sum():
@@ -327,7 +340,12 @@ def select_feature_columns(
 # identifier, which a model should not learn from.
 _ID_NAME = re.compile(
     r"(^|[_\s.-])(id|ID|Id)([_\s.-]\w*)?$|[a-z](Id|ID)$"
-    r"|(?i:(^|[_\s.-])(qid|sid|uid|uuid|guid|session)$)")
+    r"|(?i:(^|[_\s.-])(qid|sid|uid|uuid|guid|session)$)"
+    r"|^Unnamed: \d+$|^(index|level_\d+)$")  # a written pandas index
+
+
+# Columns of data_synth's tables that only the generator can know.
+GENERATOR_TRUTH = ("relevance_prob",)
 
 
 def warn_of_id_features(features: Sequence[str]) -> None:
@@ -336,6 +354,14 @@ def warn_of_id_features(features: Sequence[str]) -> None:
     Called once a table with features from :func:`select_feature_columns` has
     passed validation, so that a warning never comes before an error.
     """
+    truth = [str(c) for c in features if str(c) in GENERATOR_TRUTH]
+    if truth:
+        warnings.warn(
+            f"the column(s) {truth} hold the synthetic generator's true relevance, "
+            "which a real table would not have, and are taken as features; drop "
+            "them or name the features (--feature-cols, feature_columns)",
+            UserWarning, stacklevel=3,
+        )
     ids = [str(c) for c in features if _ID_NAME.search(str(c))]
     if ids:
         warnings.warn(
@@ -418,6 +444,9 @@ def validate_frame(
         raise TypeError(
             f"{name} must be a pandas DataFrame; got {type(frame).__name__}")
     feature_columns = _column_list(feature_columns)
+    if scenario_column is None:
+        raise TypeError("scenario_column must name the table's scenario column; "
+                        "got None")
     roles = [("scenario", scenario_column), ("label", label_column),
              ("query", query_column)]
     named = [(role, col) for role, col in roles if col is not None]
@@ -633,6 +662,22 @@ def _refuse_id_like_scenarios(counts: pd.Series, scenario_column) -> None:
         )
 
 
+def _warn_of_unseen_twins(names, schema: DataSchema, table: str) -> None:
+    """Warn of unseen scenario names that match a trained one but for case or spaces."""
+    trained = {n.strip().casefold(): n for n in schema.task_ids}
+    near = sorted((n, trained[n.strip().casefold()]) for n in map(str, names)
+                  if n not in schema.task_ids and n.strip().casefold() in trained)
+    if near:
+        shown = "; ".join(f"{a!r} (trained: {b!r})" for a, b in near[:3])
+        warnings.warn(
+            f"{table} names scenario(s) unseen in training that differ from a "
+            f"trained one only in case or surrounding spaces: {shown}"
+            f"{'; ...' if len(near) > 3 else ''}; they get task ID 0, so spell "
+            "them as in training if they are the same scenario",
+            UserWarning, stacklevel=3,
+        )
+
+
 def _warn_of_near_twins(names, scenario_column) -> None:
     """Warn of scenario names that differ only in case or surrounding spaces."""
     groups: dict[str, list[str]] = {}
@@ -791,6 +836,7 @@ def to_tensors(
             "never seen such values, so their scores say little (check the "
             "column's units)", UserWarning, stacklevel=2,
         )
+    _warn_of_unseen_twins(set(split.scenario), schema, name)
     target = split.target if label_column is not None else torch.full(
         (len(frame),), float("nan"))
     return TaskTensors(x=split.x, target=target, scenario=split.scenario,

@@ -885,3 +885,30 @@ def test_a_replaced_model_that_cannot_be_deleted_is_named(tiny_data, tmp_path,
                       r"not be deleted \(Permission denied\) and is left at"):
         save_model(model, tmp_path / "m", schema=schema, seed=2)
     assert load_model(tmp_path / "m").seed == 2
+
+
+def test_long_but_legal_names_can_be_written(trained, tmp_path):
+    folder, _ = trained
+    name = "b" * 250  # legal: the limit is 255 bytes
+    assert main(["train", "--data", str(folder / "train.csv"), *COMMON,
+                 "--label-col", "llm_label", "--epochs", "1", "--batch-size", "64",
+                 "--out", str(tmp_path / name), "--quiet"]) == 0
+    assert main(["train", "--data", str(folder / "train.csv"), *COMMON,
+                 "--label-col", "llm_label", "--epochs", "1", "--batch-size", "64",
+                 "--out", str(tmp_path / name), "--quiet"]) == 0  # replaced
+    assert main(["score", "--model", str(tmp_path / name), "--data",
+                 str(folder / "test.csv"), "--out", str(tmp_path / f"{name[:246]}.csv"),
+                 "--quiet"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{name[:246]}.csv", name]
+
+
+def test_a_schema_of_another_model_is_refused_when_scoring(trained, tmp_path):
+    folder, _ = trained
+    assert main(["train", "--data", str(folder / "train.csv"), *COMMON,
+                 "--label-col", "llm_label", "--epochs", "1", "--batch-size", "64",
+                 "--feature-cols", "sim_brand,sim_location", "--out",
+                 str(tmp_path / "small"), "--quiet"]) == 0
+    other = load_model(tmp_path / "small").schema
+    with pytest.raises(ValueError, match=r"the schema \(d=3, num_tasks=10\) does "
+                       r"not fit the model \(d=24"):
+        load_model(folder / "model").score(folder / "test.csv", schema=other)

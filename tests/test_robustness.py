@@ -640,3 +640,10 @@ def test_count_parameters_names_what_is_not_a_model():
     with pytest.raises(TypeError, match="model must be a torch.nn.Module; got "
                                         "NoneType"):
         count_parameters(None)
+
+
+def test_an_infinite_metric_is_refused_by_a_summary():
+    results = pd.DataFrame({"model": "m", "scenario": "s", "metric": "roc_auc",
+                            "seed": [0, 1], "value": [0.7, np.inf]})
+    with pytest.raises(ValueError, match="results hold an infinite value for"):
+        summarise(results)

@@ -477,3 +477,51 @@ def test_a_schema_that_is_not_one_is_named():
                                         schema={"a": 1})):
         with pytest.raises(TypeError, match="schema must be a DataSchema"):
             call()
+
+
+def test_a_csv_separated_otherwise_is_named(tmp_path):
+    user_frame().to_csv(tmp_path / "semi.csv", index=False, sep=";")
+    with pytest.raises(ValueError, match="its fields look separated by ';'"):
+        read_table(tmp_path / "semi.csv", name="--data")
+
+
+def test_a_pipe_is_not_taken_for_an_empty_file(tmp_path):
+    import os
+    os.mkfifo(tmp_path / "pipe.csv")
+    with pytest.raises(ValueError, match="is not a regular file"):
+        read_table(tmp_path / "pipe.csv", name="--data")
+
+
+def test_dates_and_durations_are_left_out_of_the_default_features():
+    frame = user_frame().assign(
+        when=pd.Timestamp("2024-01-01") + pd.to_timedelta(range(12), unit="h"),
+        took=pd.to_timedelta(range(12), unit="s"))
+    assert select_feature_columns(frame, scenario_column="ad_type",
+                                  label_columns="y") == ["f_sim", "f_count", "f_flag"]
+
+
+def test_a_written_index_and_the_generators_truth_are_warned_of():
+    frame = user_frame().assign(relevance_prob=0.5)
+    frame.insert(0, "Unnamed: 0", range(12))
+    with pytest.warns(UserWarning) as record:
+        load_user_data(frame, scenario_column="ad_type", label_column="y")
+    text = " | ".join(str(w.message) for w in record)
+    assert "['relevance_prob'] hold the synthetic generator's true relevance" in text
+    assert "['Unnamed: 0'] look like IDs" in text
+
+
+def test_unseen_names_that_nearly_match_a_trained_one_are_warned_of():
+    schema = fit_schema(user_frame(), **COLUMNS)
+    new = user_frame().assign(ad_type=["Hotel ", "shoes"] * 6)
+    with pytest.warns(UserWarning, match=r"differ from a trained one only in case "
+                      r"or surrounding spaces: 'Hotel ' \(trained: 'Hotel'\); "
+                      r"'shoes' \(trained: 'Shoes'\)"):
+        to_tensors(new, schema)
+
+
+def test_the_scenario_column_must_be_named():
+    with pytest.raises(TypeError, match="scenario_column must name"):
+        validate_frame(user_frame(), scenario_column=None,
+                       feature_columns=["f_sim"])
+    with pytest.raises(TypeError, match="scenario_column must name"):
+        load_user_data(user_frame(), scenario_column=None, label_column="y")
