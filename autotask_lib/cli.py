@@ -28,6 +28,7 @@ present. Errors print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import re
@@ -585,22 +586,56 @@ def _one_line_warning(command: str):
     return show
 
 
+class _ReaderGoneStdout(io.TextIOBase):
+    """Standard output that outlives its reader (``... | head -1``).
+
+    When the reader goes away, what is left to print goes to devnull and the
+    command carries on, so that a model being trained is still saved.
+    """
+
+    def __init__(self, stream):
+        self.stream, self.gone = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._to_devnull()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        self.gone = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.stream.fileno())  # so that the exit's flush succeeds
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status.
 
     The status is 0 on success, 2 for a user error and
     :data:`BROKEN_PIPE_STATUS` when standard output was closed by its reader
-    (for example ``| head -1``), which ends the command quietly.
+    (for example ``| head -1``): the command then finishes its work (a model
+    is still saved) without printing more.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    stdout = sys.stdout = _ReaderGoneStdout(sys.stdout)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(args.command)
             status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at the exit
-        return status
+        return BROKEN_PIPE_STATUS if stdout.gone else status
     except KeyboardInterrupt:
         # Every write of this command is atomic: nothing half-written is left.
         print(f"{PROG} {args.command}: interrupted; --out is either complete "
@@ -610,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
         # The reader is gone: send what is left to devnull, so that Python's
         # own flush at the exit does not fail a second time.
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stdout.stream.fileno())
         os.close(devnull)
         return BROKEN_PIPE_STATUS
     except (*USER_ERRORS, OSError) as err:
@@ -624,3 +659,5 @@ def main(argv: list[str] | None = None) -> int:
             message = " ".join(message.split()) or type(err).__name__
             print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        sys.stdout = stdout.stream

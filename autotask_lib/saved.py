@@ -89,6 +89,18 @@ class SavedModel:
                 f"fit the model (d={self.model.cfg.d}, num_tasks="
                 f"{self.model.cfg.num_tasks}); pass this model's own schema, or "
                 "with_columns(model.schema, ...) to rename its columns")
+        # Only the scenario and query columns may be renamed: the features,
+        # their statistics and the task IDs are what the model was trained on.
+        ours, theirs = self.schema.to_dict(), schema.to_dict()
+        for d in (ours, theirs):
+            d.pop("scenario_column", None)
+            d.pop("query_column", None)
+        if ours != theirs:
+            raise ValueError(
+                "the schema is not this model's: its features, their "
+                "standardisation or its task IDs differ from those the model was "
+                "trained with; pass with_columns(model.schema, ...) to rename the "
+                "scenario or query column")
         frame = read_table(source, text_columns=[schema.scenario_column])
         split = to_tensors(frame, schema)
         return score_tensors(self.model, split, progress=progress)

@@ -18,7 +18,7 @@ import torch
 
 import data_synth as ds
 from autotask_lib import (AutoTask, BaselineConfig, load_user_data, model_config,
-                          prepare, save_model)
+                          load_model, prepare, save_model)
 from autotask_lib.cli import BROKEN_PIPE_STATUS, evaluation_table, main
 from autotask_lib.metrics import bootstrap_scenario_metrics, scenario_metrics
 from autotask_lib.peers import MMoEConfig, PLEConfig
@@ -387,3 +387,17 @@ def test_a_closed_standard_output_ends_the_command_quietly(model_and_table):
     assert proc.returncode == BROKEN_PIPE_STATUS
     assert b"Traceback" not in err and b"BrokenPipeError" not in err
     assert (folder / "scores.csv").exists()  # the work itself was done
+
+
+def test_a_closed_standard_output_still_saves_the_trained_model(model_and_table):
+    folder = model_and_table
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autotask_lib", "train", "--data", "table.csv",
+         "--scenario-col", "scenario", "--label-col", "label", "--epochs", "1",
+         "--out", "piped", "--quiet"],
+        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # as `... | head -1` does after its line
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == BROKEN_PIPE_STATUS, err
+    assert b"Traceback" not in err
+    assert load_model(folder / "piped").schema.feature_columns == ("f1", "f2")

@@ -912,3 +912,21 @@ def test_a_schema_of_another_model_is_refused_when_scoring(trained, tmp_path):
     with pytest.raises(ValueError, match=r"the schema \(d=3, num_tasks=10\) does "
                        r"not fit the model \(d=24"):
         load_model(folder / "model").score(folder / "test.csv", schema=other)
+
+
+def test_a_schema_of_the_same_width_but_other_features_is_refused(trained,
+                                                                  tmp_path):
+    folder, _ = trained
+    for name, cols in (("b", "sim_brand,sim_location"),
+                       ("c", "sim_category,sim_query_title")):
+        assert main(["train", "--data", str(folder / "train.csv"), *COMMON,
+                     "--label-col", "llm_label", "--epochs", "1", "--batch-size",
+                     "64", "--feature-cols", cols, "--out", str(tmp_path / name),
+                     "--quiet"]) == 0
+    b, c = load_model(tmp_path / "b"), load_model(tmp_path / "c")
+    with pytest.raises(ValueError, match="the schema is not this model's"):
+        b.score(folder / "test.csv", schema=c.schema)
+    renamed = with_columns(b.schema, scenario_column="placement")
+    table = pd.read_csv(folder / "test.csv").rename(columns={"scenario": "placement"})
+    np.testing.assert_array_equal(b.score(table, schema=renamed),
+                                  b.score(folder / "test.csv"))
