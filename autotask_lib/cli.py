@@ -41,7 +41,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from data_synth.io import owner_is_gone, temporary_owner
+from data_synth.io import (
+    TERMINATED_STATUS,
+    Terminated,
+    owner_is_gone,
+    sigterm_as_interrupt,
+    temporary_owner,
+)
 
 from . import distributed
 from .metrics import UndefinedMetricWarning, scenario_metrics
@@ -631,16 +637,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     stdout = sys.stdout = _ReaderGoneStdout(sys.stdout)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), sigterm_as_interrupt():
             warnings.showwarning = _one_line_warning(args.command)
             status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at the exit
         return BROKEN_PIPE_STATUS if stdout.gone else status
-    except KeyboardInterrupt:
-        # Every write of this command is atomic: nothing half-written is left.
+    except KeyboardInterrupt as stop:
+        # Ctrl-C or SIGTERM. Every write of this command is atomic: nothing
+        # half-written is left.
         print(f"{PROG} {args.command}: interrupted; --out is either complete "
               "or untouched", file=sys.stderr)
-        return 130  # the shells' status of a process ended by SIGINT
+        # The shells' status of a process ended by SIGTERM or SIGINT.
+        return TERMINATED_STATUS if isinstance(stop, Terminated) else 130
     except BrokenPipeError:
         # The reader is gone: send what is left to devnull, so that Python's
         # own flush at the exit does not fail a second time.

@@ -82,6 +82,31 @@ def _csv_header(path: Path) -> list[str]:
     return [str(c) for c in head.iloc[0].tolist()]
 
 
+# The first bytes of the formats a file named like a CSV may really hold.
+_MAGIC = {b"PAR1": "a parquet file", b"\x1f\x8b": "a gzip-compressed file"}
+
+
+def _reading_hint(path: Path, kind: str, err: Exception) -> str:
+    """What to do about a file that pandas could not read, when it is clear."""
+    with open(path, "rb") as f:
+        start = f.read(4)
+    if kind != "csv":
+        return ("" if start == b"PAR1" else
+                " (the file does not start as parquet files do; a CSV file "
+                "must be named .csv or .csv.gz)")
+    for magic, what in _MAGIC.items():
+        if start.startswith(magic):
+            if what.startswith("a gzip") and path.suffix.lower() == ".gz":
+                break
+            right = ".parquet" if magic == b"PAR1" else ".csv.gz"
+            return (f" (the file is {what}, not CSV text: name it with "
+                    f"the {right} extension)")
+    if isinstance(err, UnicodeDecodeError):
+        return (" (the file is not UTF-8 text; save it again as UTF-8, "
+                "or as parquet)")
+    return ""
+
+
 def _refuse_cut_csv(path: Path, columns: int, name: str) -> None:
     """Refuse a plain CSV file whose last row stops short, as a cut copy does.
 
@@ -197,6 +222,7 @@ def read_table(source, *, name: str = "data",
             reason = " ".join(str(err).split()) or type(err).__name__
             raise ValueError(
                 f"could not read {name} file {str(path)!r} as {kind}: {reason}"
+                + _reading_hint(path, kind, err)
             ) from None
         if kind == "csv" and path.suffix.lower() != ".gz":
             _refuse_cut_csv(path, len(header), name)

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .generator import PROFILE_SIZES, SPLITS, config_for_profile, generate
-from .io import save
+from .io import TERMINATED_STATUS, Terminated, save, sigterm_as_interrupt
 from .scenarios import SCENARIO_NAMES, scenario
 
 
@@ -112,6 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        with sigterm_as_interrupt():
+            return _run(parser, args)
+    except KeyboardInterrupt as stop:
+        # Data sets are written atomically: nothing half-written is left.
+        status = TERMINATED_STATUS if isinstance(stop, Terminated) else 130
+        parser.exit(status, f"\n{parser.prog}: interrupted; --out is either "
+                    "complete or untouched\n")
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
         if args.describe is not None:
             print(_describe(args.describe))
             return 0
@@ -126,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         if profile is None:  # the one switch of the project, as the book uses it
             profile = os.environ.get("AUTOTASK_PROFILE", "").strip() or "default"
         cfg = config_for_profile(profile, **overrides)
-        _check_out(Path(args.out))  # before the work, not after it
+        out = Path(args.out)
+        _check_out(out)  # before the work, not after it
+        # save() accepts a filled folder only when it holds this same data set.
+        held = out.is_dir() and any(out.iterdir())
         data = generate(cfg, args.seed, progress=not args.quiet)
         folder = save(data, args.out)
     except OSError as err:
@@ -141,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"written or read: {err.strerror} ({str(err.filename)!r})\n")
     except (ValueError, TypeError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
-    except KeyboardInterrupt:
-        # Data sets are written atomically: nothing half-written is left.
-        parser.exit(130, f"\n{parser.prog}: interrupted; --out is either "
-                    "complete or untouched\n")
     rows = ", ".join(f"{split} {len(data[split]):,}" for split in SPLITS)
-    print(f"wrote {folder} (fingerprint {data.fingerprint}): {rows} rows")
+    if held:
+        print(f"{folder} already holds this data set (fingerprint "
+              f"{data.fingerprint}): {rows} rows; nothing written")
+    else:
+        print(f"wrote {folder} (fingerprint {data.fingerprint}): {rows} rows")
     return 0
 
 

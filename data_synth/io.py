@@ -13,10 +13,12 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -94,6 +96,37 @@ def _card_edit(card: dict) -> str | None:
 # ---------------------------------------------------------------------------
 # Temporary folders of interrupted writes
 # ---------------------------------------------------------------------------
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: a command line stops as it does for Ctrl-C."""
+
+
+#: The shells' exit status of a process ended by SIGTERM.
+TERMINATED_STATUS = 128 + signal.SIGTERM
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises :class:`Terminated`.
+
+    A command line then cleans up after ``kill PID`` exactly as after Ctrl-C:
+    temporary files are removed and one line says that ``--out`` is complete
+    or untouched. Outside the main thread signals cannot be caught, and the
+    block runs with SIGTERM's handling left as it was.
+    """
+    def stop(signum, frame):
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def temporary_owner() -> str:

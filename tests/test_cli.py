@@ -504,7 +504,9 @@ def test_a_cut_off_gzip_file_is_named(trained, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_ctrl_c_ends_training_with_one_line(trained, tmp_path):
+@pytest.mark.parametrize("stop, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_or_sigterm_ends_training_with_one_line(trained, tmp_path, stop,
+                                                        status):
     import signal
     import time
     folder, _ = trained
@@ -520,10 +522,10 @@ def test_ctrl_c_ends_training_with_one_line(trained, tmp_path):
         while "training AutoTask" not in log.read_text() and proc.poll() is None:
             assert time.time() < deadline, log.read_text()
             time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop))
         proc.wait(timeout=60)
     text = log.read_text()
-    assert proc.returncode == 130, text
+    assert proc.returncode == status, text
     assert text.strip().split("\n")[-1].endswith(
         "python -m autotask_lib train: interrupted; --out is either complete or "
         "untouched")

@@ -463,6 +463,14 @@ def test_cli_writes_a_data_set(tmp_path, capsys):
     assert len(back["test"]) == 2000
     assert back.config.relatedness == 0.7
     assert len(back["llm_train"]) == ds.PROFILE_SIZES["smoke"]["llm_train"]
+    written = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    # The same command again finds its data set and says that it wrote nothing.
+    assert cli_main(["--profile", "smoke", "--seed", "0", "--rows", "test=2000",
+                     "--relatedness", "0.7", "--quiet", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(f"{out} already holds this data set (fingerprint "
+                           f"{back.fingerprint})") and "nothing written" in said
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == written
 
 
 def test_cli_describes_a_scenario(capsys):
@@ -603,3 +611,26 @@ def test_cli_names_out_when_the_disk_refuses_a_write(tmp_path, capsys,
     assert re.search(r"error: --out '.*d' could not be written or read: Error "
                      "writing bytes to file. File too large$",
                      capsys.readouterr().err.strip())
+
+
+def test_sigterm_stops_the_command_line_as_ctrl_c_does(tmp_path):
+    import signal
+    import time
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "data_synth", "--profile", "smoke",
+             "--rows", "test=2000000", "--out", str(tmp_path / "d")],
+            stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.time() + 120
+        while "test]" not in log.read_text() and proc.poll() is None:
+            assert time.time() < deadline, log.read_text()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)  # what `kill PID` sends
+        proc.wait(timeout=60)
+    text = log.read_text()
+    assert proc.returncode == 128 + signal.SIGTERM, text
+    assert text.strip().split("\n")[-1] == (
+        "python -m data_synth: interrupted; --out is either complete or untouched")
+    assert "Traceback" not in text
+    assert [p.name for p in tmp_path.iterdir()] == ["stderr.txt"]  # nothing left

@@ -155,6 +155,32 @@ def test_unreadable_file_is_refused(tmp_path):
         read_table(tmp_path / "dir.csv")
 
 
+def test_a_file_of_another_encoding_or_format_is_named_with_the_fix(tmp_path):
+    frame = pd.DataFrame({"ad_type": ["Café", "Hôtel"], "y": [0, 1],
+                          "f_sim": [0.1, 0.2]})
+    frame.to_csv(tmp_path / "latin.csv", index=False, encoding="latin-1")
+    with pytest.raises(ValueError, match=r"'.*latin\.csv' as csv: .*\(the file is "
+                                         r"not UTF-8 text; save it again as UTF-8"):
+        read_table(tmp_path / "latin.csv")
+    frame.to_parquet(tmp_path / "table.csv")
+    with pytest.raises(ValueError, match=r"\(the file is a parquet file, not CSV "
+                                         r"text: name it with the \.parquet"):
+        read_table(tmp_path / "table.csv")
+    frame.to_csv(tmp_path / "packed.csv", index=False, compression="gzip")
+    with pytest.raises(ValueError, match=r"\(the file is a gzip-compressed file, "
+                                         r"not CSV text: name it with the \.csv\.gz"):
+        read_table(tmp_path / "packed.csv")
+    frame.to_csv(tmp_path / "text.parquet", index=False)
+    with pytest.raises(ValueError, match=r"does not start as parquet files do; a "
+                                         r"CSV file must be named \.csv"):
+        read_table(tmp_path / "text.parquet")
+    # The same bytes under the right names read as they should.
+    (tmp_path / "packed.csv").rename(tmp_path / "packed.csv.gz")
+    (tmp_path / "table.csv").rename(tmp_path / "table.parquet")
+    for right in ("packed.csv.gz", "table.parquet"):
+        assert list(read_table(tmp_path / right)["ad_type"]) == ["Café", "Hôtel"]
+
+
 def test_duplicate_columns_are_refused(tmp_path):
     (tmp_path / "dup.csv").write_text("ad_type,f_sim,f_sim,y\nA,1,2,0\n")
     with pytest.raises(ValueError, match=r"duplicate column names \['f_sim'\]"):
