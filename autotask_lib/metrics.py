@@ -539,4 +539,6 @@ def summarise(results: pd.DataFrame, by=("model", "scenario", "metric"), *,
                      "n_seeds": int(g["value"].notna().sum()),
                      "half_seeds": half_seeds, "half_rows": half_rows,
                      "covers": covers})
-    return pd.DataFrame(rows)
+    # The same columns when there is no group, so callers may select them.
+    return pd.DataFrame(rows, columns=[*by, "mean", "lo", "hi", "n_seeds",
+                                       "half_seeds", "half_rows", "covers"])

@@ -63,6 +63,13 @@ def test_summary_interval_covers_the_mean_and_widens_with_spread():
     assert (s.loc["b", "hi"] - s.loc["b", "lo"]) > (s.loc["a", "hi"] - s.loc["a", "lo"])
 
 
+def test_summary_of_no_rows_has_the_usual_columns():
+    rows = [{"model": "a", "scenario": "s", "metric": "roc_auc", "value": 0.7}]
+    full = summarise(pd.DataFrame(rows))
+    empty = summarise(pd.DataFrame(rows).iloc[:0])
+    assert len(empty) == 0 and list(empty.columns) == list(full.columns)
+
+
 def test_win_counts_from_paired_differences():
     rows = []
     offsets = {"win": [0.05, 0.051, 0.052], "loss": [-0.05, -0.049, -0.048],
