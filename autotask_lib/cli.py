@@ -294,9 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="labels to evaluate against (also copied to --out)")
     score.add_argument("--scenario-col", metavar="C",
                        help="scenario column, if named otherwise than in training")
-    score.add_argument("--query-col", metavar="Q",
+    query = score.add_mutually_exclusive_group()
+    query.add_argument("--query-col", metavar="Q",
                        help="query column, if named otherwise than in training")
-    score.add_argument("--no-query", action="store_true",
+    query.add_argument("--no-query", action="store_true",
                        help="score every row alone, ignoring the query column")
     score.add_argument("--quiet", action="store_true", help="no progress bars")
     score.set_defaults(func=run_score)
@@ -391,6 +392,15 @@ def run_train(args) -> int:
               to_tensors(f, schema, label_column=label,
                          name="--stage1-data" if i == 0 else "--data")
               for i, (f, label) in enumerate(stages)]
+    rows = max(len(s) for s in splits)
+    if args.block_len > rows:
+        # Training blocks are drawn from the rows: a longer block is padding,
+        # its attention costs t * t and its position table t * e2 untrained.
+        raise ValueError(
+            f"--block-len {args.block_len:,} is longer than the {rows:,} rows of "
+            "the largest training table: every training block would be mostly "
+            "padding, and attention over it costs block length squared; choose "
+            f"at most {rows:,} (the default is 16)")
     cfg = model_config(schema, e1=args.e1, block_len=args.block_len)
     train_cfg = TrainConfig(
         lr=args.lr, batch_size=args.batch_size, epochs_llm=args.epochs,

@@ -982,7 +982,18 @@ def with_columns(
         New names; None keeps the schema's.
     no_query : bool
         Score every row alone, ignoring the schema's query column.
+
+    Raises
+    ------
+    ValueError
+        If both ``query_column`` and ``no_query`` are given: they contradict
+        each other.
     """
+    if no_query and query_column is not None:
+        raise ValueError(
+            f"query_column={query_column!r} and no_query=True contradict each "
+            "other: name the query column to score each query's rows together, "
+            "or ask for no query to score every row alone")
     changes = {}
     if scenario_column is not None:
         changes["scenario_column"] = scenario_column

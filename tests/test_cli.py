@@ -220,6 +220,11 @@ def _bad_csv(folder, **changes):
      "--out '.*train.csv/m' cannot be written: '.*train.csv' is a file, "
      "not a folder"),
     (["train", "--data", "{f}/train.txt"], "--data must be a parquet"),
+    # A block longer than the rows is padding whose attention costs t squared.
+    (["train", "--data", "{f}/train.csv", "--query-col", "query_id",
+      "--block-len", "100000", "--batch-size", "100000"],
+     "--block-len 100,000 is longer than the [0-9,]+ rows of the largest "
+     "training table: .* choose at most"),
     (["score", "--model", "{f}/nomodel", "--data", "{f}/test.csv", "--out",
       "{f}/s.parquet"], "no saved model at '.*nomodel'"),
     (["score", "--model", "{f}/model", "--data", "{f}/test.csv", "--out",
@@ -932,3 +937,16 @@ def test_a_schema_of_the_same_width_but_other_features_is_refused(trained,
     table = pd.read_csv(folder / "test.csv").rename(columns={"scenario": "placement"})
     np.testing.assert_array_equal(b.score(table, schema=renamed),
                                   b.score(folder / "test.csv"))
+
+
+def test_score_refuses_a_query_column_together_with_no_query(trained, capsys,
+                                                             tmp_path):
+    folder, _ = trained
+    with pytest.raises(SystemExit) as stop:
+        main(["score", "--model", str(folder / "model"), "--data",
+              str(folder / "test.csv"), "--out", str(tmp_path / "s.csv"),
+              "--query-col", "query_id", "--no-query"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --no-query: not allowed with argument --query-col" in err
+    assert not (tmp_path / "s.csv").exists()

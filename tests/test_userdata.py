@@ -374,6 +374,9 @@ def test_a_query_of_two_scenarios_makes_two_blocks():
     assert groups.tolist() == [0, 0, 1, 2, 3]
     alone = with_columns(schema, no_query=True)
     assert block_groups(frame, alone).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match=r"query_column='query' and no_query="
+                                         "True contradict each other"):
+        with_columns(schema, query_column="query", no_query=True)
 
 
 def test_schema_survives_json_exactly():
