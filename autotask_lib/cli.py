@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 
 from data_synth.io import (
@@ -540,6 +541,28 @@ def _out_error(err: OSError, path: Path) -> Exception:
     return kind(f"--out {str(path)!r} cannot be written: {reason}")
 
 
+def _check_replaceable_scores(out: Path) -> None:
+    """Refuse to replace a file at ``out`` that is not a table of scores.
+
+    As ``train`` replaces only a saved model, ``score`` replaces only a table
+    with a ``score`` column, such as its own earlier output.
+    """
+    if not out.exists():
+        return
+    try:
+        if not out.is_file():
+            raise ValueError("not a regular file")
+        columns = (pq.read_schema(out).names if table_format(out) == "parquet"
+                   else list(pd.read_csv(out, nrows=0).columns))
+    except Exception:  # unreadable as a table: not one of our outputs
+        columns = []
+    if "score" not in columns:
+        raise ValueError(
+            f"--out {str(out)!r} exists and is not a table of scores (it has no "
+            "'score' column); score replaces only its own earlier output, so "
+            "remove the file or choose another --out")
+
+
 def run_score(args) -> int:
     """``score``: score a table with a saved model and write the scores."""
     out = Path(args.out)
@@ -551,6 +574,7 @@ def run_score(args) -> int:
         raise ValueError(
             f"--out {str(out)!r} is the --data file; the scores would replace "
             "the table they are computed from, so write them to another file")
+    _check_replaceable_scores(out)
     saved = load_model(args.model)
     schema = with_columns(saved.schema, scenario_column=args.scenario_col,
                           query_column=args.query_col, no_query=args.no_query)
@@ -650,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings(), sigterm_as_interrupt():
             warnings.showwarning = _one_line_warning(args.command)
             status = args.func(args)
-        sys.stdout.flush()  # a closed pipe shows here, not at the exit
+            sys.stdout.flush()  # a closed pipe shows here, not at the exit
         return BROKEN_PIPE_STATUS if stdout.gone else status
     except KeyboardInterrupt as stop:
         # Ctrl-C or SIGTERM. Every write of this command is atomic: nothing

@@ -461,6 +461,25 @@ def _check_kind_and_config(kind: str, model_cfg) -> tuple:
     return model_cls, cfg_cls
 
 
+def _check_fits_data(kind: str, model_cfg, prepared: PreparedData,
+                     what: str = "") -> None:
+    """Refuse a model config whose input width or task slots miss the data."""
+    width = int(prepared["llm_train"].x.shape[1])
+    slots = max(prepared.task_ids.values(), default=0) + 1
+    name = f"{what} ({kind})" if what else f"model_cfg of kind {kind!r}"
+    cfg = type(model_cfg).__name__
+    if model_cfg.d != width:
+        raise ValueError(
+            f"{name}: {cfg}.d is {model_cfg.d}, but the data's rows have {width} "
+            f"columns ({len(prepared.feature_columns)} features and the task "
+            f"ID); set d={width}")
+    if model_cfg.num_tasks < slots:
+        raise ValueError(
+            f"{name}: {cfg}.num_tasks is {model_cfg.num_tasks}, but the data "
+            f"has task IDs up to {slots - 1} (slot 0 is for unseen scenarios); "
+            f"set num_tasks={slots} or more")
+
+
 def fit_and_score(
     kind: str,
     model_cfg,
@@ -519,6 +538,7 @@ def fit_and_score(
     train_cfg = profile.train if train_cfg is None else train_cfg
     if prepared is None:
         prepared = prepare(data if data is not None else load_data(profile))
+    _check_fits_data(kind, model_cfg, prepared)
     src = library_source_hash()
     key = run_key(kind, model_cfg, train_cfg, seed, prepared.fingerprint, src=src)
     runs_dir = artifacts_dir(profile) / "runs"
@@ -802,6 +822,7 @@ def fit_many(
     missing = {}
     for kind, model_cfg, seed, train_cfg in jobs:
         _check_kind_and_config(kind, model_cfg)
+        _check_fits_data(kind, model_cfg, prepared)
         check_seed(seed)
         if train_cfg is not None and not isinstance(train_cfg, TrainConfig):
             raise TypeError(
@@ -1363,6 +1384,8 @@ def run_experiment(
     if prepared is None:
         prepared = prepare(data if data is not None else load_data(profile))
 
+    for label, v in variants.items():
+        _check_fits_data(v.kind, v.model_cfg, prepared, f"variant {label!r}")
     # The runs every variant needs, keyed without training anything.
     src = library_source_hash()
     run_keys = {}

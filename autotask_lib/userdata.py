@@ -266,11 +266,16 @@ def _example_bad_value(series: pd.Series):
 
 def _refuse_missing(values: pd.Series, role: str, column, where: str) -> None:
     # Every row needs its scenario (and its query, when there is a query column).
-    empty = values.isna().to_numpy()
+    # An empty or blank text is missing too, as a CSV reader reads it.
+    empty = values.isna().to_numpy().copy()
+    try:  # texts only: .str is missing for numbers
+        empty |= values.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+    except AttributeError:
+        pass
     if empty.any():
         raise ValueError(
             f"the {role} column {column!r} of {where} has {int(empty.sum())} "
-            f"missing value(s), the first at row {int(np.argmax(empty))}; "
+            f"missing or blank value(s), the first at row {int(np.argmax(empty))}; "
             f"every row needs a {role} (in a CSV file, empty fields and texts "
             "such as 'NA', 'N/A', 'null' and 'nan' are read as missing: rename "
             f"a {role} spelt so, or store the table as parquet)"
@@ -689,7 +694,21 @@ def _refuse_id_like_scenarios(counts: pd.Series, scenario_column) -> None:
 
 
 def _warn_of_unseen_twins(names, schema: DataSchema, table: str) -> None:
-    """Warn of unseen scenario names that match a trained one but for case or spaces."""
+    """Warn of unseen scenario names that match a trained one but for case or
+    spaces, and of a table whose scenarios are all unseen."""
+    names = set(names)
+    if names and not names & set(schema.task_ids):
+        # Unseen scenarios are expected, but not a table of nothing else:
+        # more likely the wrong column, or codes where training had names.
+        shown = sorted(map(str, names))
+        warnings.warn(
+            f"none of the scenarios of {table} was seen in training (got "
+            f"{shown[:5]}{' ...' if len(shown) > 5 else ''}; trained: "
+            f"{list(schema.task_ids)[:5]}{' ...' if len(schema.task_ids) > 5 else ''}"
+            "): every row gets task ID 0, the slot of unseen scenarios; check "
+            "that the scenario column is the one the model was trained with",
+            UserWarning, stacklevel=3,
+        )
     trained = {n.strip().casefold(): n for n in schema.task_ids}
     near = sorted((n, trained[n.strip().casefold()]) for n in map(str, names)
                   if n not in schema.task_ids and n.strip().casefold() in trained)
@@ -768,6 +787,7 @@ def fit_schema(
             "scenario and the order of rows within a query; check the feature "
             "columns", UserWarning, stacklevel=2,
         )
+    _warn_of_dominating_values(values, standardizer.std, features)
     return DataSchema(
         feature_columns=tuple(features), scenario_column=scenario_column,
         query_column=query_column, task_ids=scenario_task_ids(names),
@@ -787,6 +807,37 @@ def block_groups(frame: pd.DataFrame, schema: DataSchema) -> np.ndarray:
     keys = frame[[schema.scenario_column, schema.query_column]]
     return keys.groupby(list(keys.columns), sort=False, observed=True,
                         dropna=False).ngroup().to_numpy(dtype=np.int64)
+
+
+# A training column whose standard deviation exceeds its interquartile range
+# this many times is ruled by a few extreme values (on the synthetic data the
+# ratio stays below 4).
+DOMINATED_SPREAD = 1000
+
+
+def _warn_of_dominating_values(values: np.ndarray, std: np.ndarray,
+                               features: list[str]) -> None:
+    """Warn of features whose spread a few extreme training values make.
+
+    Standardisation divides by the standard deviation; when one huge value
+    sets it, every other row of the column standardises to nearly the same
+    number and the feature is lost to the model without any error.
+    """
+    if len(values) < 4:
+        return
+    q1, q3 = np.percentile(values, [25, 75], axis=0)
+    iqr = q3 - q1
+    ruled = (iqr > 0) & (std > DOMINATED_SPREAD * iqr)
+    for j in np.flatnonzero(ruled)[:3]:
+        far = values[np.argmax(np.abs(values[:, j] - np.median(values[:, j]))), j]
+        warnings.warn(
+            f"feature column {features[j]!r} has a standard deviation of "
+            f"{std[j]:.3g}, over {DOMINATED_SPREAD:,} times its interquartile "
+            f"range {iqr[j]:.3g}: a few extreme values (such as {far:.6g}) set "
+            "its scale, so after standardisation its other "
+            "rows are nearly equal and the feature is nearly lost; fix, clip or "
+            "log-transform those values", UserWarning, stacklevel=3,
+        )
 
 
 # A standardised feature beyond this many standard deviations is far outside

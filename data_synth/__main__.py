@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 from dataclasses import asdict
@@ -165,4 +166,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # The work is over and --out complete: a SIGTERM now would only cut the
+    # interpreter's exit short and report a kill that stopped nothing.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(status)

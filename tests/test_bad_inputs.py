@@ -321,7 +321,8 @@ def test_user_data_refuses_a_missing_scenario_name():
     frame = pd.DataFrame({"scenario": ["A", "A", "B", None], "f1": [1.0, 2, 3, 4],
                           "label": [0, 1, 0, 1]})
     with pytest.raises(ValueError, match="the scenario column 'scenario' of "
-                                         "training table 0 has 1 missing value"):
+                                         "training table 0 has 1 missing or "
+                                         "blank value"):
         fit_schema(frame, scenario_column="scenario", feature_columns=["f1"])
     good = frame.assign(scenario=["A", "A", "B", "B"])
     schema = load_user_data(good, scenario_column="scenario",

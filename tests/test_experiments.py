@@ -338,6 +338,23 @@ def test_experiment_inputs_are_checked(tiny_data):
         ExperimentConfig(n_boot=-1)
 
 
+
+def test_a_model_config_that_misses_the_data_is_named_before_training(tiny_data):
+    prof = fast_profile()
+    narrow = AutoTaskConfig(d=10, e2=80)
+    with pytest.raises(ValueError, match=r"variant 'narrow' \(autotask\): "
+                       r"AutoTaskConfig.d is 10, but the data's rows have 24 "
+                       r"columns \(23 features and the task ID\); set d=24"):
+        run_experiment("t", {"narrow": ("autotask", narrow)}, prof, data=tiny_data)
+    few = BaselineConfig(num_tasks=3)
+    with pytest.raises(ValueError, match=r"model_cfg of kind 'baseline': "
+                       r"BaselineConfig.num_tasks is 3, but the data has task IDs "
+                       r"up to 9 .* set num_tasks=10 or more"):
+        ex.fit_and_score("baseline", few, prof, 0, data=tiny_data)
+    with pytest.raises(ValueError, match="AutoTaskConfig.d is 10"):
+        ex.fit_many([("autotask", narrow, 0)], prof, data=tiny_data)
+
+
 # ---------------------------------------------------------------------------
 # The bootstrap over test rows and the combined interval
 # ---------------------------------------------------------------------------

@@ -291,13 +291,14 @@ def test_missing_scenarios_and_queries_are_refused():
     frame = user_frame()
     frame.loc[[3, 5], "ad_type"] = None
     with pytest.raises(ValueError, match=r"the scenario column 'ad_type' of data "
-                                         r"has 2 missing value\(s\), the first at "
+                                         r"has 2 missing or blank value\(s\), the "
+                                         "first at "
                                          "row 3; every row needs a scenario"):
         validate_frame(frame, **COLUMNS)
     frame = user_frame()
     frame.loc[9, "query"] = np.nan
     with pytest.raises(ValueError, match="query column 'query' of data has 1 "
-                                         "missing value"):
+                                         "missing or blank value"):
         validate_frame(frame, query_column="query", **COLUMNS)
 
 
@@ -477,6 +478,47 @@ def test_constant_features_everywhere_are_warned_of():
         fit_schema(user_frame().assign(f_sim=0.5, f_count=3), **COLUMNS)
 
 
+def test_a_feature_ruled_by_a_few_extreme_values_is_warned_of():
+    frame = user_frame(n=300).astype({"f_count": float})
+    frame.loc[7, "f_count"] = 1e39  # finite, but it alone sets the scale
+    with pytest.warns(UserWarning, match=r"feature column 'f_count' has a standard "
+                      r"deviation of .*, over 1,000 times its interquartile range "
+                      r".*such as 1e\+39"):
+        fit_schema(frame, **COLUMNS)
+    with warnings.catch_warnings():  # heavy tails within reason: no warning
+        warnings.simplefilter("error")
+        frame.loc[7, "f_count"] = 1e4
+        fit_schema(frame, **COLUMNS)
+
+
+def test_a_blank_scenario_name_is_refused_as_missing():
+    for blank in ("", "   "):
+        frame = user_frame().astype({"ad_type": object})
+        frame.loc[4, "ad_type"] = blank
+        with pytest.raises(ValueError, match="the scenario column 'ad_type' of data "
+                                             "has 1 missing or blank value"):
+            validate_frame(frame, **COLUMNS)
+        with pytest.raises(ValueError, match="missing or blank value"):
+            fit_schema(frame, **COLUMNS)
+    frame = user_frame().astype({"query": "string"})
+    frame.loc[2, "query"] = ""
+    with pytest.raises(ValueError, match="query column 'query' of data has 1 "
+                                         "missing or blank value"):
+        validate_frame(frame, query_column="query", **COLUMNS)
+
+
+def test_a_table_of_only_unseen_scenarios_is_warned_of():
+    schema = fit_schema(user_frame(), **COLUMNS)
+    codes = user_frame().assign(ad_type=7)  # codes where training had names
+    with pytest.warns(UserWarning, match=r"none of the scenarios of data was seen "
+                      r"in training \(got \['7'\]; trained: .*every row gets "
+                      "task ID 0"):
+        to_tensors(codes, schema)
+    with warnings.catch_warnings():  # some unseen among seen ones: as designed
+        warnings.simplefilter("error")
+        to_tensors(user_frame().assign(ad_type=["Hotel", "Boats"] * 6), schema)
+
+
 def test_scenario_codes_read_from_csv_stay_text(tmp_path):
     frame = user_frame(n=18).assign(
         ad_type=np.repeat(["01", "1", "1.0", "2", "NaNa", "x"], 3))
@@ -541,7 +583,7 @@ def test_a_written_index_and_the_generators_truth_are_warned_of():
 
 def test_unseen_names_that_nearly_match_a_trained_one_are_warned_of():
     schema = fit_schema(user_frame(), **COLUMNS)
-    new = user_frame().assign(ad_type=["Hotel ", "shoes"] * 6)
+    new = user_frame().assign(ad_type=["Hotel ", "shoes", "Cars"] * 4)
     with pytest.warns(UserWarning, match=r"differ from a trained one only in case "
                       r"or surrounding spaces: 'Hotel ' \(trained: 'Hotel'\); "
                       r"'shoes' \(trained: 'Shoes'\)"):
