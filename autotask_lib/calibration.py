@@ -234,7 +234,7 @@ class ScenarioCalibrator:
         self.fit_info_ = pd.DataFrame(info)
         return self
 
-    def transform(self, y_prob, scenario, *, missing: str = "keep",
+    def transform(self, y_prob, scenario, *, missing: str | None = None,
                   logit: bool = False) -> np.ndarray:
         """Calibrated probabilities (or logits) of each row, by its scenario.
 
@@ -244,9 +244,10 @@ class ScenarioCalibrator:
             Uncalibrated probabilities in [0, 1].
         scenario : array-like of shape (n,)
             Scenario name of every row.
-        missing : {"keep", "nan"}
+        missing : {None, "keep", "nan"}
             What rows of a scenario without a calibrator get: their
-            uncalibrated score, or NaN.
+            uncalibrated score (None, the default, also warns and names those
+            scenarios; "keep" does not warn), or NaN.
         logit : bool
             Return calibrated logits instead of probabilities. For Platt
             scaling these are ``a * logit(p) + b`` exactly, a strictly
@@ -266,8 +267,9 @@ class ScenarioCalibrator:
         """
         if not isinstance(logit, (bool, np.bool_)):
             raise TypeError(f"logit must be True or False; got {logit!r}")
-        if missing not in ("keep", "nan"):
-            raise ValueError(f"missing must be 'keep' or 'nan'; got {missing!r}")
+        if missing not in (None, "keep", "nan"):
+            raise ValueError(
+                f"missing must be None, 'keep' or 'nan'; got {missing!r}")
         if self.fit_info_.empty:
             raise ValueError("this ScenarioCalibrator is not fitted; call fit first")
         y_prob, scenario, _ = _check_inputs(y_prob, scenario)
@@ -275,6 +277,16 @@ class ScenarioCalibrator:
         out = prob_to_logit(y_prob) if logit else raw.copy()
         if missing == "nan":
             out[:] = np.nan
+        if missing is None:
+            alone = sorted(set(scenario.tolist()) - set(self.calibrators_))
+            if alone:
+                warnings.warn(
+                    f"scenario(s) {alone[:5]}{' ...' if len(alone) > 5 else ''} "
+                    "have no calibrator (absent from the calibration rows, or "
+                    "left uncalibrated there) and keep their uncalibrated scores; "
+                    "pass missing='keep' to accept that without this warning, or "
+                    "missing='nan'", CalibrationWarning, stacklevel=2,
+                )
         for name, est in self.calibrators_.items():
             mask = scenario == name
             if not mask.any():
@@ -295,7 +307,7 @@ class ScenarioCalibrator:
 
 
 def calibrate(y_true_cal, y_prob_cal, scenario_cal, y_prob, scenario, *,
-              method: str = "platt", missing: str = "keep") -> np.ndarray:
+              method: str = "platt", missing: str | None = None) -> np.ndarray:
     """Fit per-scenario calibrators on calibration rows and apply them to others.
 
     A shortcut for ``ScenarioCalibrator(method).fit(...).transform(...)``; see

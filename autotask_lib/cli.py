@@ -260,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "example with teacher soft labels")
     train.add_argument("--stage1-label-col", metavar="L",
                        help="label column of --stage1-data")
-    train.add_argument("--stage1-epochs", type=_non_negative_int, default=2,
-                       metavar="N", help="epochs on --stage1-data (default 2)")
+    train.add_argument("--stage1-epochs", type=_positive_int, default=2,
+                       metavar="N", help="epochs on --stage1-data (default 2; "
+                       "leave out --stage1-data to skip the first stage)")
     train.add_argument("--eval-data", metavar="FILE",
                        help="labelled table to evaluate on after training; "
                        "default: the training rows of --data (in-sample)")
@@ -319,7 +320,7 @@ def _say(*args) -> None:
 def _read_training_tables(args) -> tuple[DataSchema, list, pd.DataFrame]:
     """Read and validate --data and --stage1-data; fit the schema on both."""
     data = read_table(args.data, name="--data",
-                      text_columns=[args.scenario_col])
+                      text_columns=[args.scenario_col, args.query_col])
     if args.feature_cols is not None:
         features = parse_feature_columns(args.feature_cols)
         _refuse_split_names(features, data)
@@ -335,7 +336,7 @@ def _read_training_tables(args) -> tuple[DataSchema, list, pd.DataFrame]:
         if args.stage1_label_col is None:
             raise ValueError("--stage1-data needs --stage1-label-col; got none")
         first = read_table(args.stage1_data, name="--stage1-data",
-                           text_columns=[args.scenario_col])
+                           text_columns=[args.scenario_col, args.query_col])
         validate_frame(first, label_column=args.stage1_label_col,
                        name="--stage1-data", **columns)
         stages[0] = (first, args.stage1_label_col)
@@ -380,7 +381,7 @@ def run_train(args) -> int:
     eval_frame = None
     if args.eval_data is not None:
         eval_frame = read_table(args.eval_data, name="--eval-data",
-                                text_columns=[args.scenario_col])
+                                text_columns=[args.scenario_col, args.query_col])
     elif args.eval_label_col is not None:
         raise ValueError("--eval-label-col needs --eval-data; got none")
     schema, stages, data = _read_training_tables(args)
@@ -541,26 +542,33 @@ def _out_error(err: OSError, path: Path) -> Exception:
     return kind(f"--out {str(path)!r} cannot be written: {reason}")
 
 
-def _check_replaceable_scores(out: Path) -> None:
+def _check_replaceable_scores(out: Path, columns: list[str]) -> None:
     """Refuse to replace a file at ``out`` that is not a table of scores.
 
     As ``train`` replaces only a saved model, ``score`` replaces only a table
-    with a ``score`` column, such as its own earlier output.
+    of scores: a ``score`` column and, besides it, only columns this run
+    writes too (the scenario, query and label columns), as an earlier run of
+    the same command wrote. A user table that merely has a ``score`` column
+    is left alone.
     """
     if not out.exists():
         return
     try:
         if not out.is_file():
             raise ValueError("not a regular file")
-        columns = (pq.read_schema(out).names if table_format(out) == "parquet"
-                   else list(pd.read_csv(out, nrows=0).columns))
+        found = (pq.read_schema(out).names if table_format(out) == "parquet"
+                 else list(pd.read_csv(out, nrows=0).columns))
     except Exception:  # unreadable as a table: not one of our outputs
-        columns = []
-    if "score" not in columns:
+        found = []
+    others = [str(c) for c in found if c not in columns]
+    if "score" not in found or others:
+        what = (f"has the column(s) {others[:5]}{' ...' if len(others) > 5 else ''}"
+                " that score would not write" if "score" in found
+                else "has no 'score' column")
         raise ValueError(
-            f"--out {str(out)!r} exists and is not a table of scores (it has no "
-            "'score' column); score replaces only its own earlier output, so "
-            "remove the file or choose another --out")
+            f"--out {str(out)!r} exists and is not a table of scores like this "
+            f"one (it {what}); score replaces only such a table, as its own "
+            "earlier output, so remove the file or choose another --out")
 
 
 def run_score(args) -> int:
@@ -574,18 +582,19 @@ def run_score(args) -> int:
         raise ValueError(
             f"--out {str(out)!r} is the --data file; the scores would replace "
             "the table they are computed from, so write them to another file")
-    _check_replaceable_scores(out)
     saved = load_model(args.model)
     schema = with_columns(saved.schema, scenario_column=args.scenario_col,
                           query_column=args.query_col, no_query=args.no_query)
-    frame = read_table(args.data, name="--data",
-                       text_columns=[schema.scenario_column])
-    split = to_tensors(frame, schema, label_column=args.label_col, name="--data")
     keep = [schema.scenario_column]
     if schema.query_column is not None:
         keep.append(schema.query_column)
     if args.label_col is not None:
         keep.append(args.label_col)
+    _check_replaceable_scores(out, [*keep, "score"])
+    frame = read_table(args.data, name="--data",
+                       text_columns=[schema.scenario_column,
+                                     schema.query_column])
+    split = to_tensors(frame, schema, label_column=args.label_col, name="--data")
     if "score" in keep:
         raise ValueError(
             "the output's 'score' column would overwrite an input column named "

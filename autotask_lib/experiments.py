@@ -1001,8 +1001,10 @@ def scored_rows(run: Run, output: str, calibration: str | None = None,
         return out
     cal = fit_calibrator(run, output, calibration)
     scen = out["scenario"].to_numpy()
-    out["y_prob"] = cal.transform(raw, scen)
-    out["y_rank"] = (cal.transform(raw, scen, logit=True)
+    # Scenarios without a calibrator (the unseen ones) keep their raw scores,
+    # and the "calibrated" column says which rows those are.
+    out["y_prob"] = cal.transform(raw, scen, missing="keep")
+    out["y_rank"] = (cal.transform(raw, scen, missing="keep", logit=True)
                      if calibration == "platt" else out["y_prob"])
     out["calibrated"] = cal.is_calibrated(scen)
     return out

@@ -101,7 +101,8 @@ class SavedModel:
                 "standardisation or its task IDs differ from those the model was "
                 "trained with; pass with_columns(model.schema, ...) to rename the "
                 "scenario or query column")
-        frame = read_table(source, text_columns=[schema.scenario_column])
+        frame = read_table(source, text_columns=[schema.scenario_column,
+                                                 schema.query_column])
         split = to_tensors(frame, schema)
         return score_tensors(self.model, split, progress=progress)
 

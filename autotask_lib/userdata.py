@@ -170,10 +170,10 @@ def read_table(source, *, name: str = "data",
     name : str
         What to call the table in error messages (for example the command
         line option that named it).
-    text_columns : sequence of str
-        Columns of a CSV file to read as text, such as the scenario column:
-        codes '01', '1' and '1.0' then stay three names instead of becoming
-        the number 1.
+    text_columns : sequence of str or None
+        Columns of a CSV file to read as text, such as the scenario and query
+        columns: codes '01', '1' and '1.0' then stay three names instead of
+        becoming the number 1. None entries (no such column) are skipped.
 
     Returns
     -------
@@ -983,7 +983,8 @@ def load_user_data(
     if schema is not None and not isinstance(schema, DataSchema):
         raise TypeError("schema must be a DataSchema (a saved model's, or "
                         f"fit_schema's) or None; got {type(schema).__name__}")
-    frame = read_table(source, name=name, text_columns=[scenario_column])
+    query = schema.query_column if schema is not None else query_column
+    frame = read_table(source, name=name, text_columns=[scenario_column, query])
     if schema is None:
         if label_column is None:
             raise ValueError("label_column is required to fit a schema; got None")

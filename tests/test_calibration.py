@@ -1,5 +1,7 @@
 """Per-scenario calibration and the calibration error."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -134,9 +136,15 @@ def test_unseen_scenarios_pass_through_or_become_nan(method):
     cal = ScenarioCalibrator(method).fit(y, p, s)
     test_p = np.array([0.3, 0.7, 0.3], dtype=np.float32)
     test_s = np.array(["Clinics", "Home", "Hotel"])
-    kept = cal.transform(test_p, test_s)
+    with pytest.warns(CalibrationWarning, match=r"scenario\(s\) \['Clinics', "
+                      r"'Home'\] have no calibrator .* keep their uncalibrated"):
+        kept = cal.transform(test_p, test_s)
     np.testing.assert_array_equal(kept[:2], test_p[:2].astype(np.float64))
     assert kept[2] != pytest.approx(0.3)
+    with warnings.catch_warnings():  # asked for by name: no warning
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(
+            cal.transform(test_p, test_s, missing="keep"), kept)
     nan = cal.transform(test_p, test_s, missing="nan")
     assert np.isnan(nan[:2]).all() and np.isfinite(nan[2])
     np.testing.assert_array_equal(cal.is_calibrated(test_s), [False, False, True])
@@ -177,7 +185,8 @@ def test_bad_calibration_inputs_are_refused():
     with pytest.raises(ValueError, match="binary labels"):
         cal.fit(y * 0.5, p, s)
     cal.fit(y, p, s)
-    with pytest.raises(ValueError, match="missing must be 'keep' or 'nan'; got 'drop'"):
+    with pytest.raises(ValueError,
+                       match="missing must be None, 'keep' or 'nan'; got 'drop'"):
         cal.transform(p, s, missing="drop")
 
 

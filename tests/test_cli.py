@@ -91,7 +91,8 @@ def test_scores_of_a_new_process_equal_in_process_scores(trained):
     assert "unseen in training, scored as task ID 0: Clinics, Home" in result.stdout
     assert "0 (unseen)" in result.stdout  # the evaluation marks unseen scenarios
     scores = pd.read_parquet(folder / "scores.parquet")
-    test = pd.read_csv(folder / "test.csv")
+    # The scenario and query columns are copied as written: as text.
+    test = pd.read_csv(folder / "test.csv", dtype={"scenario": str, "query_id": str})
     assert list(scores.columns) == ["scenario", "query_id", "label", "score"]
     pd.testing.assert_frame_equal(scores[["scenario", "query_id", "label"]],
                                   test[["scenario", "query_id", "label"]])
@@ -284,6 +285,10 @@ def test_bad_values_give_one_line_and_status_2(trained, capsys, tmp_path, change
     (["train", "--data", "x.csv", "--scenario-col", "s", "--label-col", "y",
       "--out", "m", "--epochs", "0"],
      "argument --epochs: must be a positive integer; got '0'"),
+    # A first stage of no epochs would still give its scenarios task IDs.
+    (["train", "--data", "x.csv", "--scenario-col", "s", "--label-col", "y",
+      "--out", "m", "--stage1-epochs", "0"],
+     "argument --stage1-epochs: must be a positive integer; got '0'"),
     (["train", "--data", "x.csv", "--scenario-col", "s", "--label-col", "y",
       "--out", "m", "--epoch", "2"], "unrecognized arguments: --epoch 2"),
     (["train", "--data", "x.csv", "--scenario-col", "s", "--label-col", "y",
@@ -434,12 +439,17 @@ def test_scores_replace_only_an_earlier_table_of_scores(trained, tmp_path):
     folder, _ = trained
     score = ["score", "--model", folder / "model", "--data", folder / "test.csv",
              "--quiet"]
-    for name, content in (("notes.parquet", b"keep"), ("notes.csv", b"a,b\n1,2\n")):
+    for name, content, why in (
+            ("notes.parquet", b"keep", "it has no 'score' column"),
+            ("notes.csv", b"a,b\n1,2\n", "it has no 'score' column"),
+            # A user's table that merely has a score column is not ours.
+            ("marks.csv", b"scenario,notes,score\nHotel,good,0.9\n",
+             "it has the column(s) ['notes'] that score would not write")):
         (tmp_path / name).write_bytes(content)
         result = run_cli(*score, "--out", name, cwd=tmp_path)
         assert result.returncode == 2, result.stderr
-        assert (f"--out '{name}' exists and is not a table of scores (it has no "
-                "'score' column)") in result.stderr
+        assert (f"--out '{name}' exists and is not a table of scores like this one "
+                f"({why})") in result.stderr
         assert (tmp_path / name).read_bytes() == content
     # Its own earlier output is replaced.
     assert run_cli(*score, "--out", "s.csv", cwd=tmp_path).returncode == 0

@@ -531,6 +531,20 @@ def test_scenario_codes_read_from_csv_stay_text(tmp_path):
     assert (again.tensors.task_id.numpy() > 0).all()
 
 
+def test_query_ids_read_from_csv_stay_text(tmp_path):
+    frame = user_frame().assign(query=["000", "0", "00", "0.0"] * 3,
+                                ad_type="Hotel")
+    frame.to_csv(tmp_path / "queries.csv", index=False)
+    data = load_user_data(tmp_path / "queries.csv", scenario_column="ad_type",
+                          label_column="y", feature_columns=["f_sim"],
+                          query_column="query")
+    assert data.frame["query"].tolist()[:4] == ["000", "0", "00", "0.0"]
+    assert len(set(data.tensors.query_id.tolist())) == 4  # not one query
+    again = load_user_data(tmp_path / "queries.csv", scenario_column="ad_type",
+                           schema=data.schema)
+    assert again.tensors.query_id.tolist() == data.tensors.query_id.tolist()
+
+
 def test_features_far_outside_training_are_warned_of():
     schema = fit_schema(user_frame(), **COLUMNS)
     far = user_frame().assign(f_count=1e9)
