@@ -98,7 +98,17 @@ def _check_inputs(y_prob, scenario, y_true=None):
             "y_prob must hold probabilities in [0, 1]; got values from "
             f"{values.min()} to {values.max()}"
         )
-    scenario = np.asarray(scenario).astype(str)
+    scenario = np.asarray(scenario)
+    if scenario.dtype.kind in "OfcU" and len(scenario):
+        # None or NaN would otherwise become a scenario called 'None' or 'nan'.
+        empty = pd.isna(scenario) if scenario.dtype.kind != "U" else np.zeros(
+            len(scenario), dtype=bool)
+        if empty.any():
+            raise ValueError(
+                f"scenario has {int(empty.sum())} missing value(s) (None or NaN), "
+                f"the first at row {int(np.argmax(empty))}; every row needs a "
+                "scenario")
+    scenario = scenario.astype(str)
     if len(scenario) != len(values):
         raise ValueError(
             "y_prob and scenario must have the same length; got "

@@ -551,6 +551,12 @@ def _check_replaceable_scores(out: Path, columns: list[str]) -> None:
     the same command wrote. A user table that merely has a ``score`` column
     is left alone.
     """
+    if out.is_symlink():
+        # The new table would replace the link itself, leaving its target stale.
+        raise ValueError(
+            f"--out {str(out)!r} is a symbolic link (to {os.readlink(out)!r}); "
+            "score would replace the link, not the file it leads to: give the "
+            "file's own path")
     if not out.exists():
         return
     try:

@@ -31,6 +31,7 @@ Shape letters used throughout this module:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -128,9 +129,13 @@ class AutoTaskConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
-        if self.task_id_scale <= 0:
+        scale = self.task_id_scale
+        if not (isinstance(scale, numbers.Real) and not isinstance(scale, bool)
+                and math.isfinite(scale) and scale > 0):
+            # Infinity would silently zero every task ID; NaN would poison training.
             raise ValueError(
-                f"task_id_scale must be positive; got {self.task_id_scale!r}"
+                "task_id_scale must be a finite positive number; got "
+                f"{self.task_id_scale!r}"
             )
         if not isinstance(self.embeddings, bool):
             raise TypeError(

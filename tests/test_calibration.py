@@ -184,7 +184,14 @@ def test_bad_calibration_inputs_are_refused():
         cal.fit(y, p, s[:-1])
     with pytest.raises(ValueError, match="binary labels"):
         cal.fit(y * 0.5, p, s)
+    gaps = s.astype(object)
+    gaps[[4, 9]] = [None, np.nan]  # not scenarios called 'None' and 'nan'
+    with pytest.raises(ValueError, match=r"scenario has 2 missing value\(s\) "
+                                         r"\(None or NaN\), the first at row 4"):
+        cal.fit(y, p, gaps)
     cal.fit(y, p, s)
+    with pytest.raises(ValueError, match="scenario has 2 missing value"):
+        cal.transform(p, gaps)
     with pytest.raises(ValueError,
                        match="missing must be None, 'keep' or 'nan'; got 'drop'"):
         cal.transform(p, s, missing="drop")

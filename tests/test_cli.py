@@ -453,6 +453,13 @@ def test_scores_replace_only_an_earlier_table_of_scores(trained, tmp_path):
         assert (tmp_path / name).read_bytes() == content
     # Its own earlier output is replaced.
     assert run_cli(*score, "--out", "s.csv", cwd=tmp_path).returncode == 0
+    # ... but not through a link, which would be replaced in its target's stead.
+    (tmp_path / "latest.csv").symlink_to(tmp_path / "s.csv")
+    before = (tmp_path / "s.csv").read_bytes()
+    result = run_cli(*score, "--out", "latest.csv", cwd=tmp_path)
+    assert result.returncode == 2 and "is a symbolic link" in result.stderr
+    assert (tmp_path / "latest.csv").is_symlink()
+    assert (tmp_path / "s.csv").read_bytes() == before
     (tmp_path / "s.csv").write_text("scenario,score\nHotel,0.5\n")
     assert run_cli(*score, "--out", "s.csv", cwd=tmp_path).returncode == 0
     assert len(pd.read_csv(tmp_path / "s.csv")) > 1

@@ -94,6 +94,10 @@ def test_task_id_changes_output_only_when_the_model_reads_it():
     ({"attention": "sparse"}, "attention must be one of"),
     ({"block_len": 0}, "block_len must be a positive integer"),
     ({"e1": 6, "e2": 144, "n_head1": 4}, "divisible"),
+    # Infinity would zero every task ID silently; NaN would poison training.
+    ({"task_id_scale": float("inf")}, "task_id_scale must be a finite positive"),
+    ({"task_id_scale": float("nan")}, "task_id_scale must be a finite positive"),
+    ({"task_id_scale": 0}, "task_id_scale must be a finite positive"),
 ])
 def test_bad_config_is_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
